@@ -1,0 +1,3 @@
+module gorod/bench
+
+go 1.19

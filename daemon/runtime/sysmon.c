@@ -1,0 +1,150 @@
+/* sysmon.c: the runtime's monitor thread (Go's sysmon).
+ *
+ * Every 10 ms while any worker is busy it:
+ *   - measures how long each worker's current goroutine has run without
+ *     yielding: the worker's schedtick changes at every switch, so the same
+ *     tick seen twice means the same goroutine has held the worker all
+ *     along. The longest hold is kept per goroutine (max_hold_ns) and a hold
+ *     past RT_HOG_NS is counted once, for the leak monitor to report. This
+ *     costs the scheduler nothing on its fast path.
+ *   - polls the netpoller without blocking when no worker has for 10 ms, so
+ *     fd events and timers are not starved by workers that never go idle;
+ *   - once a second, returns the pages of long-unused stacks (stack.c).
+ * When every worker is idle it sleeps until a worker wakes up: an idle
+ * runtime uses no CPU. */
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+#define SYSMON_TICK_NS (10 * 1000 * 1000LL)
+
+static pthread_t sysmon_thread;
+static pthread_mutex_t sysmon_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sysmon_cond;
+static bool sysmon_stop_flag;                /* sysmon_lock */
+static bool sysmon_running;
+atomic_bool sysmon_sleeping;
+
+struct hold_sample {
+	uint32_t tick;
+	struct g *g;
+	int64_t since;
+	bool reported;
+};
+
+static struct hold_sample samples[RT_MAXPROCS_LIMIT];
+
+void sysmon_kick(void)
+{
+	if (!atomic_exchange(&sysmon_sleeping, false))
+		return;
+	pthread_mutex_lock(&sysmon_lock);
+	pthread_cond_signal(&sysmon_cond);
+	pthread_mutex_unlock(&sysmon_lock);
+}
+
+static void sample_holds(int64_t now)
+{
+	int n = atomic_load(&sched.maxprocs);
+
+	for (int i = 0; i < n; i++) {
+		struct p *p = atomic_load(&sched.allp[i]);
+		struct hold_sample *s = &samples[i];
+		if (!p)
+			continue;
+		uint32_t tick = atomic_load_explicit(&p->schedtick_pub, memory_order_relaxed);
+		struct g *g = atomic_load_explicit(&p->cur_atomic, memory_order_relaxed);
+		if (!g || tick != s->tick || g != s->g) {
+			*s = (struct hold_sample){ tick, g, now, false };
+			continue;
+		}
+		int64_t held = now - s->since;
+		if (held > atomic_load_explicit(&g->max_hold_ns, memory_order_relaxed))
+			atomic_store_explicit(&g->max_hold_ns, held, memory_order_relaxed);
+		if (held >= RT_HOG_NS && !s->reported) {
+			s->reported = true;
+			atomic_fetch_add(&sched.hog_events, 1);
+		}
+	}
+}
+
+static bool all_idle(void)
+{
+	return atomic_load(&sched.nidle) >= atomic_load(&sched.maxprocs) &&
+	       !atomic_load(&sched.globq_len);
+}
+
+static void *sysmon_main(void *arg)
+{
+	int64_t last_scavenge = rt_now();
+
+	pthread_mutex_lock(&sysmon_lock);
+	while (!sysmon_stop_flag) {
+		if (all_idle()) {
+			atomic_store(&sysmon_sleeping, true);
+			/* Recheck after announcing: a worker that woke meanwhile
+			 * either sees sleeping == true and kicks, or we see it. */
+			if (all_idle())
+				pthread_cond_wait(&sysmon_cond, &sysmon_lock);
+			atomic_store(&sysmon_sleeping, false);
+			continue;
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += SYSMON_TICK_NS;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&sysmon_cond, &sysmon_lock, &ts);
+		if (sysmon_stop_flag)
+			break;
+		pthread_mutex_unlock(&sysmon_lock);
+
+		int64_t now = rt_now();
+		sample_holds(now);
+		if (netpoll_has_waiters() && now - netpoll_last_poll() > SYSMON_TICK_NS &&
+		    netpoll_try_own()) {
+			netpoll_poll(NULL, false);
+			netpoll_disown();
+		}
+		if (now - last_scavenge > 1000 * 1000 * 1000LL) {
+			stack_scavenge();
+			last_scavenge = now;
+		}
+		pthread_mutex_lock(&sysmon_lock);
+	}
+	pthread_mutex_unlock(&sysmon_lock);
+	return NULL;
+}
+
+int sysmon_start(void)
+{
+	pthread_condattr_t attr;
+
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&sysmon_cond, &attr);
+	pthread_condattr_destroy(&attr);
+	memset(samples, 0, sizeof samples);
+	sysmon_stop_flag = false;
+	atomic_store(&sysmon_sleeping, false);
+	if (pthread_create(&sysmon_thread, NULL, sysmon_main, NULL) != 0)
+		return -EAGAIN;
+	sysmon_running = true;
+	return 0;
+}
+
+void sysmon_stop(void)
+{
+	if (!sysmon_running)
+		return;
+	pthread_mutex_lock(&sysmon_lock);
+	sysmon_stop_flag = true;
+	pthread_cond_signal(&sysmon_cond);
+	pthread_mutex_unlock(&sysmon_lock);
+	pthread_join(sysmon_thread, NULL);
+	pthread_cond_destroy(&sysmon_cond);
+	sysmon_running = false;
+}

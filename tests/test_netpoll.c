@@ -1,0 +1,417 @@
+/* test_netpoll.c: waiting on file descriptors and child processes
+ * (daemon/runtime/netpoll.c).
+ *
+ * Checks rt_wait_fd on non-blocking pipes and socketpairs: readable once
+ * another goroutine writes, writable at once, a deadline gives -ETIMEDOUT,
+ * rt_cancel gives -ECANCELED, and the fd (or a new one with the same number)
+ * works again afterwards; a thousand goroutines parked on a socketpair each,
+ * all released; that a parked goroutine holds no worker (GOMAXPROCS 1); and
+ * child exit: rt_pidfd_open + rt_wait_pidfd on a child that waits on a pipe
+ * (timeout and cancel while it runs, 0 once it exited, then waitpid without
+ * blocking gives status 7). Ends by checking that no goroutine leaked. */
+#include <fcntl.h>
+#include <sched.h>
+#include <spawn.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "runtime.h"
+#include "tap.h"
+
+#define MS (1000 * 1000LL)
+
+extern char **environ;
+
+/* Every helper goroutine is added to `kids` before it starts and calls
+ * rt_wg_done(&kids) last. */
+static struct rt_wg kids;
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/* The state of goroutine `id` (RT_G_RUNNABLE, RT_G_RUNNING, RT_G_WAITING),
+ * or RT_G_DEAD when it is not live. WAITING only once it has a wait reason. */
+static int g_state(uint64_t id)
+{
+	struct rt_stats st;
+	struct rt_ginfo *gi;
+	size_t n, i, cap;
+	int state = RT_G_DEAD;
+
+	rt_stats_get(&st);
+	cap = st.live + 64;
+	gi = calloc(cap, sizeof(*gi));
+	if (!gi)
+		bail_out("out of memory");
+	n = rt_goroutines(gi, cap);
+	for (i = 0; i < n && i < cap; i++) {
+		if (gi[i].id != id)
+			continue;
+		state = gi[i].state;
+		if (state == RT_G_WAITING && gi[i].wait_reason == NULL)
+			state = RT_G_RUNNING;
+	}
+	free(gi);
+	return state;
+}
+
+/* Goroutine only: yields until goroutine `ref` is parked (true), has ended
+ * or 10 s passed (false). */
+static bool wait_parked(struct rt_gref ref)
+{
+	int64_t deadline = rt_deadline_ms(10000);
+	int state;
+
+	while ((state = g_state(ref.id)) != RT_G_WAITING) {
+		if (state == RT_G_DEAD || rt_now() >= deadline)
+			return false;
+		rt_yield();
+	}
+	return true;
+}
+
+static struct rt_gref go(rt_fn fn, void *arg)
+{
+	struct rt_gref ref = { 0 };
+
+	rt_wg_add(&kids, 1);
+	if (rt_go(fn, arg, &ref) != 0)
+		bail_out("rt_go failed");
+	return ref;
+}
+
+static void join_kids(const char *what)
+{
+	is(rt_wg_wait(&kids, rt_deadline_ms(60000)), 0, "%s: all joined", what);
+}
+
+static const char *ename(int rc)
+{
+	return rc == 0 ? "0" : proto_err_name(rc);
+}
+
+/* A non-blocking socketpair (or pipe: fd[0] reads, fd[1] writes). */
+static void make_pair(int fd[2], bool pipe)
+{
+	int rc = pipe ? pipe2(fd, O_NONBLOCK | O_CLOEXEC)
+		      : socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+				   0, fd);
+
+	if (rc != 0)
+		bail_out("%s: %m", pipe ? "pipe2" : "socketpair");
+}
+
+static void close_pair(int fd[2])
+{
+	close(fd[0]);
+	close(fd[1]);
+}
+
+/* One goroutine waiting on one fd, then reading a byte if it is readable. */
+struct fdwait {
+	int fd;
+	short events;
+	int64_t deadline;
+	int rc;
+	char got;
+	int64_t ended;
+};
+
+static void fd_waiter(void *arg)
+{
+	struct fdwait *w = arg;
+
+	w->rc = rt_wait_fd(w->fd, w->events, w->deadline);
+	w->ended = rt_now();
+	if (w->rc > 0 && (w->rc & RT_READ) && read(w->fd, &w->got, 1) != 1)
+		w->got = 0;
+	rt_wg_done(&kids);
+}
+
+/* ---- readiness, timeout, cancel ----------------------------------------- */
+
+/* A goroutine parks on the read side; main writes; it wakes readable. */
+static void check_readable(int fd[2], const char *what)
+{
+	struct fdwait w = { fd[0], RT_READ, rt_deadline_ms(10000), 0, 0, 0 };
+	struct rt_gref ref = go(fd_waiter, &w);
+
+	ok(wait_parked(ref), "%s: a reader is parked on an empty fd", what);
+	is(write(fd[1], "x", 1), 1, "%s: the other side writes", what);
+	join_kids(what);
+	ok(w.rc > 0 && (w.rc & RT_READ), "%s: rt_wait_fd reports RT_READ (%s)",
+	   what, w.rc > 0 ? "ready" : ename(w.rc));
+	is(w.got, 'x', "%s: and the byte is there", what);
+}
+
+static void check_timeout_cancel(int fd[2], const char *what)
+{
+	struct fdwait w = { fd[0], RT_READ, RT_FOREVER, 0, 0, 0 };
+	struct rt_gref ref;
+	int64_t d, t0 = rt_now();
+	int rc;
+
+	is_str(ename(rt_wait_fd(fd[0], RT_READ, 0)), "ETIMEDOUT",
+	       "%s: deadline 0 on an empty fd", what);
+	cmp_ok(rt_now() - t0, <, 1000 * MS, "%s: without blocking", what);
+	d = rt_deadline_ms(20);
+	rc = rt_wait_fd(fd[0], RT_READ, d);
+	is_str(ename(rc), "ETIMEDOUT", "%s: a 20 ms deadline times out", what);
+	cmp_ok(rt_now(), >=, d, "%s: not before the deadline", what);
+	cmp_ok(rt_now() - d, <, 5000 * MS, "%s: within 5 s of it", what);
+
+	ref = go(fd_waiter, &w);
+	ok(wait_parked(ref), "%s: a reader without deadline is parked", what);
+	is(rt_cancel(ref), 0, "%s: rt_cancel", what);
+	join_kids(what);
+	is_str(ename(w.rc), "ECANCELED", "%s: its rt_wait_fd returns -ECANCELED", what);
+}
+
+static void check_writable(int fd[2], const char *what)
+{
+	int64_t t0 = rt_now();
+	int rc = rt_wait_fd(fd[1], RT_WRITE, rt_deadline_ms(10000));
+
+	ok(rc > 0 && (rc & RT_WRITE), "%s: writable at once (%s)", what,
+	   rc > 0 ? "ready" : ename(rc));
+	cmp_ok(rt_now() - t0, <, 1000 * MS, "%s: without waiting", what);
+	rc = rt_wait_fd(fd[1], RT_READ | RT_WRITE, rt_deadline_ms(10000));
+	ok(rc > 0 && (rc & RT_WRITE) && !(rc & RT_READ),
+	   "%s: RT_READ|RT_WRITE reports only what is ready", what);
+}
+
+static void test_fd_basics(bool pipe)
+{
+	const char *what = pipe ? "pipe" : "socketpair";
+	int fd[2];
+
+	make_pair(fd, pipe);
+	check_writable(fd, what);
+	check_readable(fd, what);
+	check_timeout_cancel(fd, what);
+	check_readable(fd, pipe ? "pipe after timeout and cancel"
+				: "socketpair after timeout and cancel");
+	close_pair(fd);
+	/* the same fd numbers again: no stale registration may linger */
+	make_pair(fd, pipe);
+	check_readable(fd, pipe ? "new pipe on reused fds" : "new socketpair on reused fds");
+	close_pair(fd);
+}
+
+/* ---- a thousand parked on their own socketpairs ------------------------- */
+
+/* Raises RLIMIT_NOFILE as far as allowed; returns how many pairs fit. */
+static long pairs_that_fit(long want)
+{
+	struct rlimit rl;
+	long fit;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 100;
+	rl.rlim_cur = rl.rlim_max;
+	setrlimit(RLIMIT_NOFILE, &rl);
+	getrlimit(RLIMIT_NOFILE, &rl);
+	fit = ((long)rl.rlim_cur - 128) / 2;
+	return want < fit ? want : fit;
+}
+
+/* How many of goroutines [first, last] are parked. */
+static long count_parked(uint64_t first, uint64_t last)
+{
+	struct rt_stats st;
+	struct rt_ginfo *gi;
+	size_t n, i, cap;
+	long parked = 0;
+
+	rt_stats_get(&st);
+	cap = st.live + 64;
+	gi = calloc(cap, sizeof(*gi));
+	if (!gi)
+		bail_out("out of memory");
+	n = rt_goroutines(gi, cap);
+	for (i = 0; i < n && i < cap; i++)
+		parked += gi[i].id >= first && gi[i].id <= last &&
+			  gi[i].state == RT_G_WAITING && gi[i].wait_reason;
+	free(gi);
+	return parked;
+}
+
+static void test_many_parked(void)
+{
+	long n = pairs_that_fit(1000), i, parked, bad = 0;
+	struct fdwait *w = calloc(n, sizeof(*w));
+	int (*fd)[2] = calloc(n, sizeof(*fd));
+	uint64_t first = 0, last = 0;
+	int64_t deadline = rt_deadline_ms(30000);
+
+	if (!w || !fd)
+		bail_out("out of memory");
+	for (i = 0; i < n; i++) {
+		make_pair(fd[i], false);
+		w[i] = (struct fdwait){ fd[i][0], RT_READ, rt_deadline_ms(60000), 0, 0, 0 };
+		last = go(fd_waiter, &w[i]).id;
+		first = first ? first : last;
+	}
+	while ((parked = count_parked(first, last)) < n && rt_now() < deadline)
+		rt_yield();
+	is(parked, n, "%ld goroutines parked on their own socketpair", n);
+	for (i = 0; i < n; i++)
+		bad += write(fd[i][1], "y", 1) != 1;
+	is(bad, 0, "released all");
+	join_kids("many parked");
+	for (i = 0; i < n; i++) {
+		bad += !(w[i].rc > 0 && (w[i].rc & RT_READ) && w[i].got == 'y');
+		close_pair(fd[i]);
+	}
+	is(bad, 0, "each woke readable and read its byte");
+	free(w);
+	free(fd);
+}
+
+/* ---- a parked goroutine holds no worker --------------------------------- */
+
+static void writer(void *arg)
+{
+	int *wfd = arg;
+
+	if (write(*wfd, "z", 1) != 1)
+		diag("write: %m");
+	rt_wg_done(&kids);
+}
+
+static void test_parked_holds_no_worker(void)
+{
+	int fd[2];
+	struct fdwait w;
+	struct rt_gref ref;
+
+	rt_maxprocs(1);
+	make_pair(fd, true);
+	w = (struct fdwait){ fd[0], RT_READ, rt_deadline_ms(10000), 0, 0, 0 };
+	ref = go(fd_waiter, &w);
+	ok(wait_parked(ref), "maxprocs 1: a reader is parked on a pipe");
+	go(writer, &fd[1]);
+	join_kids("reader and writer");
+	ok(w.rc > 0 && (w.rc & RT_READ) && w.got == 'z',
+	   "maxprocs 1: another goroutine ran and released it");
+	close_pair(fd);
+	rt_maxprocs(2);
+}
+
+/* ---- child exit --------------------------------------------------------- */
+
+/* Starts `sh -c 'read x; exit 7'` with stdin from a pipe; *release gets the
+ * pipe's write end (write a line or close it to let the child exit). */
+static pid_t spawn_child(int *release)
+{
+	char *argv[] = { "sh", "-c", "read x; exit 7", NULL };
+	posix_spawn_file_actions_t fa;
+	int p[2], rc;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) != 0)
+		bail_out("pipe2: %m");
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, p[0], 0);
+	rc = posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(p[0]);
+	if (rc != 0)
+		bail_out("posix_spawn: %s", strerror(rc));
+	*release = p[1];
+	return pid;
+}
+
+struct pidwait {
+	int pidfd;
+	int64_t deadline;
+	int rc;
+};
+
+static void pid_waiter(void *arg)
+{
+	struct pidwait *w = arg;
+
+	w->rc = rt_wait_pidfd(w->pidfd, w->deadline);
+	rt_wg_done(&kids);
+}
+
+static void test_child_exit(void)
+{
+	int release, pidfd, status = 0;
+	pid_t pid = spawn_child(&release);
+	struct pidwait w;
+	struct rt_gref ref;
+
+	pidfd = rt_pidfd_open(pid);
+	if (pidfd == -ENOSYS) {
+		skip(13, "no pidfd_open on this kernel");
+		close(release);
+		waitpid(pid, &status, 0);
+		return;
+	}
+	cmp_ok(pidfd, >=, 0, "rt_pidfd_open of a child");
+	is_str(ename(rt_wait_pidfd(pidfd, rt_deadline_ms(20))), "ETIMEDOUT",
+	       "rt_wait_pidfd with 20 ms on a running child times out");
+
+	w = (struct pidwait){ pidfd, RT_FOREVER, 1 };
+	ref = go(pid_waiter, &w);
+	ok(wait_parked(ref), "a waiter without deadline is parked on the pidfd");
+	is(rt_cancel(ref), 0, "rt_cancel");
+	join_kids("cancelled pidfd waiter");
+	is_str(ename(w.rc), "ECANCELED", "rt_wait_pidfd returns -ECANCELED");
+
+	w = (struct pidwait){ pidfd, rt_deadline_ms(30000), 1 };
+	ref = go(pid_waiter, &w);
+	ok(wait_parked(ref), "a waiter is parked on the running child");
+	is(write(release, "\n", 1), 1, "the child is told to exit");
+	join_kids("pidfd waiter");
+	is(w.rc, 0, "rt_wait_pidfd returns 0 once the child exited");
+	is(waitpid(pid, &status, WNOHANG), pid, "waitpid reaps it without blocking");
+	ok(WIFEXITED(status) && WEXITSTATUS(status) == 7, "exit status 7 (0x%x)",
+	   status);
+	cmp_ok(rt_pidfd_open(pid), <, 0, "rt_pidfd_open of a reaped child fails");
+	close(release);
+	close(pidfd);
+}
+
+static void netpoll_main(void *arg)
+{
+	test_fd_basics(true);
+	test_fd_basics(false);
+	test_many_parked();
+	test_parked_holds_no_worker();
+	test_child_exit();
+}
+
+/* Off-runtime: waits (spinning on sched_yield, with a deadline) until the
+ * goroutines that just signalled their end have returned. */
+static void check_no_leaks(void)
+{
+	struct rt_stats st;
+	int64_t deadline = rt_now() + 10000 * MS;
+
+	do {
+		rt_stats_get(&st);
+		if (st.live == 0)
+			break;
+		sched_yield();
+	} while (rt_now() < deadline);
+	is(st.live, 0, "no goroutine is left alive");
+	is(rt_shutdown(), 0, "rt_shutdown");
+}
+
+int main(void)
+{
+	no_plan();
+	if (rt_init(&(struct rt_config){ .maxprocs = 2 }) != 0)
+		bail_out("rt_init failed");
+	is(rt_run(netpoll_main, NULL), 0, "rt_run");
+	check_no_leaks();
+	return done_testing();
+}
