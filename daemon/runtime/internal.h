@@ -124,7 +124,7 @@ struct p {
 
 	struct after_switch after;    /* owner only */
 	uint64_t idnext, idend;       /* goroutine ids reserved by this worker (owner only) */
-	uint64_t nspawned, nfinished; /* owner writes, anyone reads (atomic relaxed) */
+	_Atomic uint64_t nspawned, nfinished; /* owner writes, anyone reads */
 	uint32_t schedtick;           /* owner only */
 	_Atomic uint32_t schedtick_pub; /* schedtick, published for sysmon */
 	bool spinning;                /* owner only */

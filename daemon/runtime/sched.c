@@ -363,7 +363,7 @@ static _Noreturn void goexit(struct g *g)
 	struct p *p = sched_current_p();
 
 	stack_check(g, NULL);
-	atomic_store_explicit(&p->nfinished, p->nfinished + 1, memory_order_relaxed);
+	counter_inc(&p->nfinished);
 	atomic_store_explicit(&g->status, RT_G_DEAD, memory_order_relaxed);
 	p->after = (struct after_switch){ g_free_after, g, NULL };
 	switch_away(p, g, true);
@@ -413,7 +413,7 @@ int rt_go(rt_fn fn, void *arg, struct rt_gref *ref)
 	if (ref)
 		*ref = (struct rt_gref){ g, id };
 	if (p) {
-		atomic_store_explicit(&p->nspawned, p->nspawned + 1, memory_order_relaxed);
+		counter_inc(&p->nspawned);
 	} else {
 		atomic_fetch_add(&sched.spawned_ext, 1);
 	}
@@ -427,15 +427,18 @@ uint64_t rt_self_id(void)
 	return g ? atomic_load_explicit(&g->id, memory_order_relaxed) : 0;
 }
 
-/* Makes g runnable: on this worker's queue (runnext if `next`), or on the
- * global queue from a thread that is not a worker (or is retiring). */
+/* Makes g runnable: on this worker's queue, or on the global queue from a
+ * thread that is not a worker (or is retiring). With `next`, and when a
+ * goroutine is doing the readying (a handoff), g goes to runnext, to run
+ * right after the waker; readies from the netpoller (on g0) keep their
+ * order at the tail, so timers run in deadline order. */
 void sched_ready(struct g *g, bool next)
 {
 	struct p *p = sched_current_p();
 
 	atomic_store_explicit(&g->status, RT_G_RUNNABLE, memory_order_relaxed);
 	if (p && !atomic_load_explicit(&p->retire, memory_order_relaxed)) {
-		runq_put(p, g, next);
+		runq_put(p, g, next && p->curg);
 	} else {
 		pthread_mutex_lock(&sched.lock);
 		globq_put_locked(g);
