@@ -40,6 +40,7 @@ static inline void cpu_relax(void)
 	} while (0)
 
 struct event;
+struct gbatch;
 
 /* A saved execution context: a goroutine's, or a worker's own thread stack
  * (its "g0"). What the sanitizers need to follow a switch lives here too. */
@@ -68,7 +69,7 @@ struct g {
 	void *arg;
 	_Atomic uint64_t id;   /* 0 while free */
 	atomic_int status;     /* RT_G_* */
-	struct g *schedlink;   /* global run queue / free list link (owner: whoever holds that list) */
+	struct g *schedlink;   /* free list link (owner: whoever holds that list) */
 
 	/* Parking (sched.c "Parking and claiming"). park_state is PS_RUNNING
 	 * while the goroutine runs, PS_PARKED(id) once it is off its stack,
@@ -131,6 +132,7 @@ struct p {
 
 	/* Idle and wakeup. */
 	atomic_uint wakeword;         /* futex: set to 1 to wake it */
+	atomic_bool sleeping;         /* in (or about to enter) futex_wait */
 	struct p *idlenext;           /* sched.idle list link (sched.lock) */
 	bool onidle;                  /* on sched.idle (sched.lock) */
 	bool wake_spinning;           /* popped by wakep: counted in nspinning (sched.lock) */
@@ -154,7 +156,7 @@ struct sched {
 	pthread_mutex_t procs_lock;   /* serializes rt_maxprocs and shutdown */
 
 	pthread_mutex_t lock;         /* protects the global queue and the idle list */
-	struct g *globq_head, *globq_tail;
+	struct gbatch *globq_head, *globq_tail;
 	atomic_uint globq_len;
 	struct p *idle;
 	atomic_int nidle;
@@ -217,6 +219,7 @@ bool runq_empty(struct p *p);
 uint32_t runq_len(struct p *p);
 void globq_put_locked(struct g *g);
 struct g *globq_get_locked(struct p *p, int max);
+void globq_free_all(void);
 
 /* stack.c */
 int stack_init(size_t stack_size);
@@ -226,7 +229,7 @@ void stack_release_all(void);
 void stack_scavenge(void);
 size_t stack_bytes(void);
 uint64_t stack_count(void);
-void stack_check(struct g *g, void *sp);
+void stack_check(struct g *g, void *sp, bool deep);
 
 /* ctx.c: switching stacks, with the sanitizers told. */
 void ctx_init_thread(struct ctx *g0);

@@ -22,25 +22,58 @@ static inline void slot_store(struct p *p, uint32_t i, struct g *g)
 	atomic_store_explicit(&p->runq[i % RUNQ_SIZE], g, memory_order_relaxed);
 }
 
+/* The global queue is a list of batches (arrays of goroutines), not of
+ * goroutines: moving a batch between a ring and the global queue copies
+ * pointers and never touches the goroutine records, which are cold by
+ * then (a linked list through them costs one dependent cache miss each). */
+struct gbatch {
+	struct gbatch *next;
+	uint32_t head, n, cap;
+	struct g *gs[];
+};
+
+static struct gbatch *gbatch_new(uint32_t cap)
+{
+	struct gbatch *b = malloc(sizeof *b + cap * sizeof b->gs[0]);
+
+	if (!b)
+		rt_throw("out of memory for the global run queue");
+	b->next = NULL;
+	b->head = b->n = 0;
+	b->cap = cap;
+	return b;
+}
+
+/* sched.lock held: appends a filled batch. */
+static void globq_link_locked(struct gbatch *b)
+{
+	if (sched.globq_tail)
+		sched.globq_tail->next = b;
+	else
+		sched.globq_head = b;
+	sched.globq_tail = b;
+	atomic_fetch_add_explicit(&sched.globq_len, b->n - b->head, memory_order_release);
+}
+
 /* Moves half of a full local queue, plus g, to the global queue. Returns
  * false if a thief took some in the meantime (then the ring has room). */
 static bool runq_put_slow(struct p *p, struct g *g, uint32_t h, uint32_t t)
 {
 	uint32_t n = (t - h) / 2;
-	struct g *batch[RUNQ_SIZE / 2 + 1];
+	struct gbatch *b = gbatch_new(n + 1);
 
 	for (uint32_t i = 0; i < n; i++)
-		batch[i] = slot_load(p, h + i);
+		b->gs[i] = slot_load(p, h + i);
 	if (!atomic_compare_exchange_strong_explicit(&p->runq_head, &h, h + n,
 						     memory_order_release,
-						     memory_order_relaxed))
+						     memory_order_relaxed)) {
+		free(b);
 		return false;
-	batch[n] = g;
-	for (uint32_t i = 0; i < n; i++)
-		batch[i]->schedlink = batch[i + 1];
+	}
+	b->gs[n] = g;
+	b->n = n + 1;
 	pthread_mutex_lock(&sched.lock);
-	for (uint32_t i = 0; i <= n; i++)
-		globq_put_locked(batch[i]);
+	globq_link_locked(b);
 	pthread_mutex_unlock(&sched.lock);
 	return true;
 }
@@ -51,7 +84,7 @@ static bool runq_put_slow(struct p *p, struct g *g, uint32_t h, uint32_t t)
 bool runq_put(struct p *p, struct g *g, bool next)
 {
 	if (next) {
-		g = atomic_exchange_explicit(&p->runnext, g, memory_order_acq_rel);
+		g = atomic_exchange_explicit(&p->runnext, g, memory_order_seq_cst);
 		if (!g)
 			return false;
 	}
@@ -153,20 +186,23 @@ uint32_t runq_len(struct p *p)
 	return (t - h) + (atomic_load_explicit(&p->runnext, memory_order_relaxed) != NULL);
 }
 
-/* sched.lock held. */
+/* sched.lock held: queues one goroutine at the global queue's tail. */
 void globq_put_locked(struct g *g)
 {
-	g->schedlink = NULL;
-	if (sched.globq_tail)
-		sched.globq_tail->schedlink = g;
-	else
-		sched.globq_head = g;
-	sched.globq_tail = g;
+	struct gbatch *b = sched.globq_tail;
+
+	if (!b || b->n == b->cap) {
+		b = gbatch_new(64);
+		b->gs[b->n++] = g;
+		globq_link_locked(b);
+		return;
+	}
+	b->gs[b->n++] = g;
 	atomic_fetch_add_explicit(&sched.globq_len, 1, memory_order_release);
 }
 
-/* sched.lock held: takes a fair share of the global queue (at most max)
- * for p: returns one and puts the rest on p's ring. */
+/* sched.lock held: takes a fair share of the global queue (at most max,
+ * if max > 0) for p: returns one and puts the rest on p's ring. */
 struct g *globq_get_locked(struct p *p, int max)
 {
 	uint32_t len = atomic_load_explicit(&sched.globq_len, memory_order_relaxed);
@@ -186,14 +222,34 @@ struct g *globq_get_locked(struct p *p, int max)
 		n = 1;
 	atomic_fetch_sub_explicit(&sched.globq_len, n, memory_order_relaxed);
 
-	struct g *g = sched.globq_head;
-	sched.globq_head = g->schedlink;
-	while (--n > 0) {
-		struct g *g2 = sched.globq_head;
-		sched.globq_head = g2->schedlink;
-		runq_put(p, g2, false);
+	struct g *first = NULL;
+	while (n > 0) {
+		struct gbatch *b = sched.globq_head;
+		while (n > 0 && b->head < b->n) {
+			struct g *g = b->gs[b->head++];
+			n--;
+			if (!first)
+				first = g;
+			else
+				runq_put(p, g, false);
+		}
+		if (b->head == b->n) {
+			sched.globq_head = b->next;
+			if (!sched.globq_head)
+				sched.globq_tail = NULL;
+			free(b);
+		}
 	}
-	if (!sched.globq_head)
-		sched.globq_tail = NULL;
-	return g;
+	return first;
+}
+
+/* At shutdown: frees the (empty) batches. */
+void globq_free_all(void)
+{
+	while (sched.globq_head) {
+		struct gbatch *b = sched.globq_head;
+		sched.globq_head = b->next;
+		free(b);
+	}
+	sched.globq_tail = NULL;
 }

@@ -89,7 +89,6 @@ static int rw_acquire(struct rt_rwmutex *rw, int mode, int64_t deadline)
 			return 0;
 		}
 	}
-	w.since = rt_now();
 	r = rt_waitq_park(&rw->q, &w, false, deadline,
 			  mode == MODE_WRITE ? "rwmutex.lock" : "rwmutex.rlock", rw);
 	if (r < 0) {

@@ -118,6 +118,7 @@
 #include <linux/futex.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -195,25 +196,52 @@ static void futex_wake(atomic_uint *addr)
 
 /* ---- goroutine records ------------------------------------------------------ */
 
-#define GSLAB_N 256
+#define GSLAB_BYTES (2u << 20) /* one huge page of records */
+#define GSLAB_N ((int)(GSLAB_BYTES / sizeof(struct g)))
 #define GCACHE_MAX 64
 
+/* Records are carved from 2 MiB huge-page slabs: a million goroutines then
+ * cost ~80 page faults instead of ~40,000 (spawning is dominated by them
+ * otherwise). */
 struct gslab {
 	struct gslab *next;
-	struct g gs[GSLAB_N];
+	struct g *gs;      /* GSLAB_N records, 2 MiB aligned */
 };
 
 static pthread_mutex_t gslab_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic(struct gslab *) gslabs;   /* append-only list of all records */
 static struct g *gfree_global;           /* gslab_lock */
 
+/* Maps 2 MiB aligned to 2 MiB, asking for a huge page. */
+static void *gslab_map(void)
+{
+	char *m = mmap(NULL, 2 * GSLAB_BYTES, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *a;
+
+	if (m == MAP_FAILED)
+		return NULL;
+	a = (char *)(((uintptr_t)m + GSLAB_BYTES - 1) & ~(uintptr_t)(GSLAB_BYTES - 1));
+	if (a > m)
+		munmap(m, (size_t)(a - m));
+	if (a + GSLAB_BYTES < m + 2 * GSLAB_BYTES)
+		munmap(a + GSLAB_BYTES, (size_t)(m + 2 * GSLAB_BYTES - (a + GSLAB_BYTES)));
+	madvise(a, GSLAB_BYTES, MADV_HUGEPAGE);
+	return a;
+}
+
 /* gslab_lock held: allocates a slab and puts its records on the free list. */
 static int gslab_new(void)
 {
-	struct gslab *s = calloc(1, sizeof *s);
+	struct gslab *s = malloc(sizeof *s);
 
 	if (!s)
 		return -ENOMEM;
+	s->gs = gslab_map();
+	if (!s->gs) {
+		free(s);
+		return -ENOMEM;
+	}
 	for (int i = GSLAB_N - 1; i >= 0; i--) {
 		s->gs[i].schedlink = gfree_global;
 		gfree_global = &s->gs[i];
@@ -362,7 +390,7 @@ static _Noreturn void goexit(struct g *g)
 {
 	struct p *p = sched_current_p();
 
-	stack_check(g, NULL);
+	stack_check(g, NULL, true);
 	counter_inc(&p->nfinished);
 	atomic_store_explicit(&g->status, RT_G_DEAD, memory_order_relaxed);
 	p->after = (struct after_switch){ g_free_after, g, NULL };
@@ -438,11 +466,20 @@ void sched_ready(struct g *g, bool next)
 
 	atomic_store_explicit(&g->status, RT_G_RUNNABLE, memory_order_relaxed);
 	if (p && !atomic_load_explicit(&p->retire, memory_order_relaxed)) {
-		runq_put(p, g, next && p->curg);
+		bool to_next = next && p->curg;
+
+		/* wakep's loads must not pass the put (a Dekker pair with a
+		 * worker going idle). Putting to runnext is a seq_cst
+		 * exchange, which orders them already; a put to the ring is
+		 * a release store and needs the fence. */
+		runq_put(p, g, to_next);
+		if (!to_next)
+			atomic_thread_fence(memory_order_seq_cst);
 	} else {
 		pthread_mutex_lock(&sched.lock);
 		globq_put_locked(g);
 		pthread_mutex_unlock(&sched.lock);
+		atomic_thread_fence(memory_order_seq_cst);
 	}
 	sched_wakep();
 }
@@ -498,7 +535,7 @@ int sched_park(struct park *pk)
 
 	if (!g)
 		rt_throw("park outside a goroutine");
-	stack_check(g, __builtin_frame_address(0));
+	stack_check(g, __builtin_frame_address(0), (p->schedtick & 63) == 0);
 	errno_save(g);
 	atomic_store_explicit(&g->ev_what, 0, memory_order_relaxed);
 	atomic_store_explicit(&g->wait_reason, pk->reason, memory_order_relaxed);
@@ -539,7 +576,7 @@ void rt_yield(void)
 				      memory_order_relaxed);
 		return;
 	}
-	stack_check(g, __builtin_frame_address(0));
+	stack_check(g, __builtin_frame_address(0), (p->schedtick & 63) == 0);
 	errno_save(g);
 	atomic_store_explicit(&g->status, RT_G_RUNNABLE, memory_order_relaxed);
 	p->after = (struct after_switch){ yield_commit, g, NULL };
@@ -575,6 +612,10 @@ bool rt_cancelled(void)
 	struct g *g = sched_current_g();
 	return g && g_cancelled(g);
 }
+
+/* Workers asked to retire that have not stopped yet; rt_maxprocs waits for
+ * them, so that once it returns no more than n goroutines run at once. */
+static struct rt_wg retiring;
 
 /* ---- idle workers and wakeups ------------------------------------------------ */
 
@@ -623,7 +664,8 @@ static void p_wake(struct p *p)
 		netpoll_break();
 	} else {
 		atomic_store(&p->wakeword, 1);
-		futex_wake(&p->wakeword);
+		if (atomic_load(&p->sleeping))
+			futex_wake(&p->wakeword);
 	}
 }
 
@@ -633,7 +675,6 @@ void sched_wakep(void)
 {
 	int zero = 0;
 
-	atomic_thread_fence(memory_order_seq_cst); /* the queue put, then nidle */
 	if (atomic_load(&sched.nidle) == 0 || atomic_load(&sched.nspinning) != 0)
 		return;
 	if (!atomic_compare_exchange_strong(&sched.nspinning, &zero, 1))
@@ -693,6 +734,29 @@ static struct g *steal_work(struct p *p)
 	return NULL;
 }
 
+/* A spinning worker that found nothing keeps looking for a short while
+ * before it sleeps: on the target machines waking a sleeping thread on the
+ * other CPU costs ~20 us, so a producer that queues work every few
+ * microseconds should find this worker awake rather than pay a futex wake
+ * (and its latency) each time. Returns true if work appeared. */
+#define IDLE_SPIN_NS (50 * 1000LL)
+
+static bool spin_for_work(struct p *p)
+{
+	int64_t end;
+
+	if (atomic_load_explicit(&sched.maxprocs, memory_order_relaxed) < 2)
+		return false;
+	end = rt_now() + IDLE_SPIN_NS;
+	do {
+		for (int i = 0; i < 50; i++)
+			cpu_relax();
+		if (any_work() || atomic_load(&sched.stopping) || atomic_load(&p->retire))
+			return true;
+	} while (rt_now() < end);
+	return false;
+}
+
 /* Sleeps until woken: in netpoll if anything waits on it and nobody else
  * polls, else on the futex. Returns with p off the idle list. */
 static void p_sleep(struct p *p)
@@ -709,9 +773,12 @@ static void p_sleep(struct p *p)
 		netpoll_poll(p, true);
 		netpoll_disown();
 	} else {
-		/* Whoever takes p off the idle list sets wakeword. */
+		/* Whoever takes p off the idle list sets wakeword, and
+		 * makes the futex call only if p announced it sleeps. */
+		atomic_store(&p->sleeping, true);
 		while (atomic_exchange(&p->wakeword, 0) == 0)
 			futex_wait(&p->wakeword, 0);
+		atomic_store(&p->sleeping, false);
 	}
 	pthread_mutex_lock(&sched.lock);
 	atomic_store(&p->polling, false);
@@ -762,6 +829,8 @@ top:
 	}
 	if (p->spinning && (g = steal_work(p)))
 		goto found;
+	if (p->spinning && spin_for_work(p))
+		goto top;
 
 	/* Nothing: go idle. */
 	pthread_mutex_lock(&sched.lock);
@@ -793,6 +862,14 @@ top:
 	goto top;
 
 found:
+	if (unlikely(atomic_load(&p->retire))) {
+		/* Retired while looking: not one more goroutine starts here
+		 * (rt_maxprocs promises that); g goes back for another. */
+		pthread_mutex_lock(&sched.lock);
+		globq_put_locked(g);
+		pthread_mutex_unlock(&sched.lock);
+		goto top;
+	}
 	spinning_done(p);
 	if (atomic_load_explicit(&sysmon_sleeping, memory_order_relaxed))
 		sysmon_kick();
@@ -831,6 +908,8 @@ static void *worker_main(void *arg)
 	}
 	p_drain(p);
 	atomic_store(&p->state, P_DEAD);
+	if (atomic_load(&p->retire))
+		rt_wg_done(&retiring); /* does not park: safe on g0 */
 	rt_tls_p = NULL;
 	return NULL;
 }
@@ -838,6 +917,7 @@ static void *worker_main(void *arg)
 /* ---- workers, GOMAXPROCS, lifecycle ------------------------------------------ */
 
 #define PALL_MAX (RT_MAXPROCS_LIMIT * 2)
+
 static struct p *pall[PALL_MAX];   /* every worker ever made (procs_lock) */
 static int npall;
 
@@ -898,6 +978,26 @@ static void p_retire(struct p *p)
 		p_wake(p);
 }
 
+/* Waits until every retiring worker has stopped running goroutines. On a
+ * goroutine it parks (after moving off its own worker, if that one is
+ * retiring); on another thread it polls. A goroutine that hogs a retiring
+ * worker delays this until it yields. */
+static void retire_wait(void)
+{
+	struct p *p = sched_current_p();
+
+	if (p && p->curg) {
+		if (atomic_load(&p->retire))
+			rt_yield(); /* resumes on a worker that stays */
+		rt_wg_wait(&retiring, RT_FOREVER);
+		return;
+	}
+	while (rt_wg_count(&retiring) > 0) {
+		struct timespec ts = { 0, 100 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
 int rt_maxprocs(int n)
 {
 	int old, r = 0;
@@ -920,6 +1020,7 @@ int rt_maxprocs(int n)
 		atomic_store(&sched.allp[i], p);
 	}
 	if (n < old) {
+		rt_wg_add(&retiring, old - n);
 		atomic_store(&sched.maxprocs, n);
 		for (int i = n; i < old; i++) {
 			struct p *p = atomic_load(&sched.allp[i]);
@@ -932,6 +1033,8 @@ int rt_maxprocs(int n)
 	pthread_mutex_unlock(&sched.procs_lock);
 	if (n > old)
 		sched_wakep();
+	else if (n < old)
+		retire_wait();
 	return r < 0 && n == old ? r : old;
 }
 
@@ -952,7 +1055,13 @@ int rt_init(const struct rt_config *cfg)
 	if (sched.initialized)
 		return -EALREADY;
 	memset(&sched, 0, sizeof sched);
-	pthread_mutex_init(&sched.lock, NULL);
+	retiring = (struct rt_wg){ 0 };
+	pthread_mutexattr_t ma;
+	pthread_mutexattr_init(&ma);
+	/* Held for a few list operations: spin a little before sleeping. */
+	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+	pthread_mutex_init(&sched.lock, &ma);
+	pthread_mutexattr_destroy(&ma);
 	pthread_mutex_init(&sched.procs_lock, NULL);
 	atomic_store(&sched.next_id, 1);
 	if ((r = stack_init(cfg ? cfg->stack_size : 0)) < 0)
@@ -1012,11 +1121,13 @@ int rt_shutdown(void)
 		struct gslab *next = s->next;
 		for (int i = 0; i < GSLAB_N; i++)
 			netpoll_g_free(&s->gs[i]);
+		munmap(s->gs, GSLAB_BYTES);
 		free(s);
 		s = next;
 	}
 	atomic_store(&gslabs, NULL);
 	gfree_global = NULL;
+	globq_free_all();
 	netpoll_shutdown();
 	stack_release_all();
 	pthread_mutex_destroy(&sched.lock);

@@ -39,7 +39,6 @@ int rt_sem_acquire(struct rt_sem *s, int64_t n, int64_t deadline)
 		rt_spin_unlock(&s->q.lock);
 		return 0;
 	}
-	w.since = rt_now();
 	r = rt_waitq_park(&s->q, &w, false, deadline, "semaphore", s);
 	if (r < 0) {
 		grant_locked(s);

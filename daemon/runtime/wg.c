@@ -86,7 +86,6 @@ int rt_wg_wait(struct rt_wg *wg, int64_t deadline)
 		rt_spin_unlock(&wg->q.lock);
 		return 0;
 	}
-	w.since = rt_now();
 	r = rt_waitq_park(&wg->q, &w, false, deadline, "waitgroup", wg);
 	if (r < 0) {
 		if (rt_waitq_empty(&wg->q))
