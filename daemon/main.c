@@ -1,11 +1,12 @@
 /* main.c: gorod's entry point.
  *
- * Today gorod hosts the goroutine runtime and manages its own life: it
- * starts GOMAXPROCS workers, tells systemd it is ready, and waits in a
- * goroutine for signals (read from a signalfd through the netpoller, so no
- * thread is held while it waits): SIGTERM/SIGINT stop it cleanly, SIGUSR1
- * logs the scheduler's counters. The socket server that serves tasks and
- * named primitives is built on this (docs/ARCHITECTURE.md). */
+ * Parses the command line, binds the socket (server.c), starts the
+ * goroutine runtime, and runs the main goroutine: it starts the accept
+ * loop, tells systemd it is ready once the socket is served, and waits for
+ * signals (read from a signalfd through the netpoller, so no thread is held
+ * while it waits). SIGTERM/SIGINT stop gorod cleanly: no new connections,
+ * every session closed (releasing what it holds), the socket removed.
+ * SIGUSR1 logs the scheduler's counters. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -16,22 +17,22 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#include "error.h"
-#include "runtime.h"
-
-#define GOROD_VERSION "0.1.0"
+#include "gorod.h"
 
 struct options {
 	int maxprocs;
+	const char *socket;
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: gorod [--maxprocs N]\n"
+		"Usage: gorod [--socket PATH] [--maxprocs N]\n"
 		"\n"
 		"The gorod daemon: a goroutine runtime shared by every process.\n"
 		"\n"
+		"  -s, --socket PATH  where to listen; default: $GOROD_SOCKET, else\n"
+		"                     $XDG_RUNTIME_DIR/gorod.sock, else /run/gorod/gorod.sock\n"
 		"  -p, --maxprocs N   worker threads (GOMAXPROCS); default: the CPUs\n"
 		"                     this process may use\n"
 		"  -V, --version      print the version and exit\n"
@@ -46,13 +47,14 @@ static int parse_args(int argc, char **argv, struct options *opt)
 {
 	static const struct option longopts[] = {
 		{ "maxprocs", required_argument, NULL, 'p' },
+		{ "socket", required_argument, NULL, 's' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "p:Vh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:s:Vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'p': {
 			char *end;
@@ -65,6 +67,9 @@ static int parse_args(int argc, char **argv, struct options *opt)
 			opt->maxprocs = (int)n;
 			break;
 		}
+		case 's':
+			opt->socket = optarg;
+			break;
 		case 'V':
 			printf("gorod %s\n", GOROD_VERSION);
 			return 1;
@@ -97,17 +102,58 @@ static void log_stats(void)
 		(unsigned long long)st.steals, (unsigned long long)st.stacks);
 }
 
-/* The main goroutine: waits for signals until told to stop. */
-static void signal_loop(void *arg)
-{
-	int sfd = *(int *)arg;
-	struct signalfd_siginfo si;
+/* Forgets lost WaitGroups nobody asked about for 10 minutes (wg.c). */
+static struct rt_gref sweeper_g;
+static struct rt_wg sweeper_wg;
 
-	sd_notifyf(0, "READY=1\nSTATUS=serving, GOMAXPROCS=%d\nMAINPID=%d",
-		   rt_maxprocs(0), (int)getpid());
-	fprintf(stderr, "gorod %s: ready, GOMAXPROCS=%d\n", GOROD_VERSION, rt_maxprocs(0));
+static void sweeper(void *unused)
+{
+	while (rt_sleep(rt_deadline_ms(10000)) == 0) {
+		rt_mutex_lock(&names_lock, RT_FOREVER);
+		names_sweep(PRIM_WG, nwg_expired, rt_now());
+		rt_mutex_unlock(&names_lock);
+	}
+	rt_wg_done(&sweeper_wg);
+}
+
+static int sweeper_start(void)
+{
+	rt_wg_add(&sweeper_wg, 1);
+	return rt_go(sweeper, NULL, &sweeper_g);
+}
+
+static void sweeper_stop(void)
+{
+	rt_cancel(sweeper_g);
+	rt_wg_wait(&sweeper_wg, RT_FOREVER);
+}
+
+struct main_args {
+	int sfd, lfd;
+	const char *path;
+	int rc;
+};
+
+/* The main goroutine: serves the socket and waits for signals until told
+ * to stop. */
+static void main_goroutine(void *arg)
+{
+	struct main_args *ma = arg;
+	int sfd = ma->sfd;
+	struct signalfd_siginfo si;
+	int r;
+
+	if ((r = server_start(ma->lfd)) < 0 || (r = sweeper_start()) < 0) {
+		fprintf(stderr, "gorod: cannot start serving: %s\n", proto_strerror(r));
+		ma->rc = 1;
+		return;
+	}
+	sd_notifyf(0, "READY=1\nSTATUS=serving %s, GOMAXPROCS=%d\nMAINPID=%d",
+		   ma->path, rt_maxprocs(0), (int)getpid());
+	fprintf(stderr, "gorod %s: ready on %s, GOMAXPROCS=%d\n", GOROD_VERSION, ma->path,
+		rt_maxprocs(0));
 	for (;;) {
-		int r = rt_wait_fd(sfd, RT_READ, RT_FOREVER);
+		r = rt_wait_fd(sfd, RT_READ, RT_FOREVER);
 		if (r < 0) {
 			fprintf(stderr, "gorod: waiting for signals: %s\n", proto_strerror(r));
 			break;
@@ -122,13 +168,18 @@ static void signal_loop(void *arg)
 		sd_notify(0, "STOPPING=1");
 		break;
 	}
+	server_stop();
+	sessions_close_all();
+	sweeper_stop();
 }
 
 int main(int argc, char **argv)
 {
 	struct options opt = { 0 };
+	struct main_args ma = { 0 };
+	char path[256];
 	sigset_t mask;
-	int sfd, r;
+	int sfd, lfd, r;
 
 	r = parse_args(argc, argv, &opt);
 	if (r != 0)
@@ -148,15 +199,27 @@ int main(int argc, char **argv)
 		perror("gorod: signalfd");
 		return 1;
 	}
+	if (server_socket_path(opt.socket, path, sizeof path) < 0) {
+		fprintf(stderr, "gorod: the socket path is too long\n");
+		return 2;
+	}
+	lfd = server_listen(path);
+	if (lfd < 0)
+		return 1;
+	gorod_started_ns = rt_now();
 	r = rt_init(&(struct rt_config){ .maxprocs = opt.maxprocs });
 	if (r < 0) {
 		fprintf(stderr, "gorod: cannot start the runtime: %s\n", proto_strerror(r));
+		unlink(path);
 		return 1;
 	}
-	rt_run(signal_loop, &sfd);
+	ma = (struct main_args){ .sfd = sfd, .lfd = lfd, .path = path };
+	rt_run(main_goroutine, &ma);
+	close(lfd);
+	unlink(path);
 	r = rt_shutdown();
 	if (r < 0)
 		fprintf(stderr, "gorod: shutdown: %s\n", proto_strerror(r));
 	close(sfd);
-	return r < 0 ? 1 : 0;
+	return r < 0 || ma.rc ? 1 : 0;
 }

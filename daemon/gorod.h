@@ -1,0 +1,253 @@
+/* gorod.h: the daemon's internals shared between its files: sessions,
+ * requests that wait, and the named primitives' common parts.
+ *
+ * Locking. One goroutine mutex, names_lock, protects every named primitive,
+ * every session's holdings (grants, leases, waits) and so the wait-for
+ * graph: a decision such as "grant this, or would waiting close a cycle?"
+ * needs all of them at once, and each takes well under a microsecond, far
+ * below the cost of the socket round trip that brought the request. A
+ * session's output has its own lock (out_lock). Order: out_lock, then
+ * names_lock (the stats reply is packed under both); never the reverse:
+ * replies are packed after names_lock is released. */
+#ifndef GORO_DAEMON_H
+#define GORO_DAEMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "proto.h"
+#include "runtime.h"
+
+#define GOROD_VERSION "0.1.0"
+
+extern struct rt_mutex names_lock;
+
+/* ---- sessions (session.c) ----------------------------------------------- */
+
+struct grant;
+struct lease;
+struct nwait;
+struct req;
+
+struct session {
+	uint64_t id;
+	int fd;
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	char client[64];         /* from hello (names_lock) */
+	int64_t started_ns;
+
+	/* Output: replies are packed into `out` and written by whoever
+	 * packed them (out_lock). */
+	struct rt_mutex out_lock;
+	msgpack_sbuffer out;
+	size_t out_off;          /* bytes of out already written */
+	bool out_broken;         /* a write failed: the peer is gone */
+
+	/* Requests that wait, each in a goroutine of its own (names_lock). */
+	struct req *reqs;
+	int nreqs;
+	struct rt_wg reqs_wg;    /* counts those goroutines */
+
+	/* Holdings (names_lock). */
+	struct grant *grants;    /* oldest first */
+	struct lease *leases;
+	_Atomic uint64_t requests;
+	bool closing;
+	uint64_t dl_mark;        /* deadlock.c's visit mark */
+
+	struct session *next, *prev; /* all sessions (names_lock) */
+};
+
+extern struct session *sessions;
+extern int nsessions;
+
+/* Serves one accepted connection until it closes (runs as a goroutine). */
+void session_serve(void *fd_as_ptr);
+
+/* Packs a reply under out_lock and writes what it can. `pack` packs the
+ * result (called only when code == 0). */
+void session_reply(struct session *s, uint32_t msgid, int code, const char *why,
+		   void (*pack)(msgpack_packer *pk, void *arg), void *arg, bool flush);
+
+/* Asks every session to close; returns when all have. */
+void sessions_close_all(void);
+void session_accepted(void);
+void session_ended_early(void);
+
+/* ---- requests (dispatch.c) ---------------------------------------------- */
+
+/* A request's decoded params. */
+struct args {
+	const char *name;
+	size_t name_len;
+	int64_t delta, n, capacity, timeout_ms;
+	uint64_t token;
+	bool write, try_, lease;
+	const char *client;
+	size_t client_len;
+};
+
+/* Handles one request from s (the reader goroutine). Replies inline, or
+ * hands a waiting request to a goroutine of its own. */
+void dispatch(struct session *s, const struct proto_msg *m);
+
+/* ---- waiting on a named primitive (wait.c) ------------------------------ */
+
+enum prim_kind { PRIM_WG, PRIM_MUTEX, PRIM_SEM, PRIM_KINDS };
+
+/* A request waiting on a named primitive. Lives in its struct req (heap),
+ * queued on the primitive in arrival order (names_lock). */
+struct nwait {
+	struct nwait *next, *prev;   /* the primitive's queue */
+	struct req *req;
+	struct session *s;
+	enum prim_kind kind;
+	void *prim;
+	bool write;                  /* mutex: mode */
+	int64_t n;                   /* sem: units */
+	/* Filled by whoever completes it (names_lock). */
+	bool done;
+	int result;
+	uint64_t token;
+	bool owner_died;
+	struct rt_waitq q;           /* the request's goroutine parks here */
+};
+
+struct req {
+	struct session *s;
+	uint32_t msgid;
+	int method;
+	int64_t deadline;
+	char name[PROTO_MAX_NAME + 1];
+	struct args a;
+	struct nwait nw;
+	struct rt_gref g;
+	struct req *next, *prev;     /* s->reqs (names_lock) */
+};
+
+/* names_lock held: completes a waiting request with result (and, for
+ * grants, token/owner_died already set in nw) and wakes its goroutine. */
+void nwait_complete(struct nwait *nw, int result);
+
+/* names_lock held: links nw at the tail of a primitive's queue. */
+void nwait_enqueue(struct nwait **head, struct nwait *nw);
+void nwait_unlink(struct nwait **head, struct nwait *nw);
+
+/* names_lock held: starts the goroutine that waits for r. The reply is
+ * sent when it completes. */
+int req_start_wait(struct req *r);
+
+/* ---- the named primitives ------------------------------------------------
+ *
+ * The seam for another backend (DESIGN.md section 8): dispatch.c calls only
+ * these, with names_lock held. Each returns 0 when done (the result filled
+ * in), 1 when the request was queued and will complete through its nwait,
+ * or a negative code. */
+
+struct grant {
+	struct grant *next, *prev;   /* the primitive's holders */
+	struct grant *snext, *sprev; /* the session's grants */
+	struct session *s;
+	enum prim_kind kind;
+	void *prim;
+	uint64_t token;
+	bool write;
+	int64_t n;
+};
+
+/* Count a session added to a WaitGroup with lease: true and has not yet
+ * matched with its own wg.done. */
+struct lease {
+	struct lease *snext, *sprev; /* the session's leases */
+	struct lease *wnext, *wprev; /* the group's leases */
+	struct session *s;
+	void *wg;
+	int64_t count;
+};
+
+int nwg_add(struct session *s, const struct args *a, int64_t *count);
+int nwg_wait(struct req *r);
+int nmutex_lock(struct req *r);
+int nmutex_unlock(struct session *s, const struct args *a);
+int nsem_acquire(struct req *r);
+int nsem_release(struct session *s, const struct args *a);
+
+/* A request that was queued gives up (timeout, cancel): names_lock held. */
+void nwait_abandon(struct nwait *nw, int result);
+void nmutex_abandon(struct nwait *nw);
+void nsem_abandon(struct nwait *nw);
+void nwg_abandon(struct nwait *nw);
+
+/* A session ends: releases its grants (marking owner_died), its leases
+ * (marking groups lost). names_lock held. */
+void holdings_release(struct session *s);
+void nmutex_release_dead(struct grant *g);
+void nsem_release_dead(struct grant *g);
+void nwg_lease_lost(struct lease *l);
+bool nwg_expired(void *prim, int64_t now);
+int64_t nsem_capacity(const char *name, size_t len);
+size_t nmutex_waiters(void *prim);
+
+/* Calls fn for each session a request on mutex prim waits for (the
+ * holders, then the requests queued ahead of nw; all of the queue when nw
+ * is not queued); stops and returns true when fn does. */
+bool nmutex_each_blocker(void *prim, struct nwait *nw,
+			 bool (*fn)(struct session *, void *), void *arg);
+
+/* Grants (grant.c), names_lock held. */
+struct grant *grant_new(struct session *s, enum prim_kind kind, void *prim,
+			struct grant **holders, bool write, int64_t n);
+void grant_free(struct grant **holders, struct grant *g);
+/* The grant with this token, or else (token 0) s's oldest, among holders. */
+struct grant *grant_find(struct grant *holders, struct session *s, uint64_t token);
+
+/* names_lock held: would session s, waiting for mutex m (queued as nw, or
+ * about to be), close a wait-for cycle? (deadlock.c) */
+bool deadlock_would_cycle(struct session *s, void *m, struct nwait *nw);
+
+/* ---- the registry (names.c) ------------------------------------------------ */
+
+/* names_lock held: the primitive of this kind and name, created (zeroed,
+ * `size` bytes, with the name copied after it) if absent and create. */
+void *names_get(enum prim_kind kind, const char *name, size_t len, size_t size,
+		bool create);
+
+/* names_lock held: forgets a primitive that is back to its zero value. */
+void names_drop(enum prim_kind kind, void *prim);
+
+const char *names_name(void *prim);
+size_t names_count(enum prim_kind kind);
+
+/* names_lock held: drops every primitive of kind for which expired() says
+ * so (it must then be back to its zero value). */
+void names_sweep(enum prim_kind kind, bool (*expired)(void *prim, int64_t now), int64_t now);
+
+/* Global fencing-token counter: tokens increase across all names, so they
+ * also increase per name even when an idle name is forgotten. */
+uint64_t token_next(void);
+
+/* ---- the socket (server.c) ---------------------------------------------- */
+
+/* Resolves the socket path (--socket, $GOROD_SOCKET, $XDG_RUNTIME_DIR or
+ * /run/gorod) into buf. */
+int server_socket_path(const char *opt, char *buf, size_t len);
+
+/* Binds and listens on path; refuses when a live gorod serves it, replaces
+ * a stale socket file. Returns the fd or a negative code, with a message
+ * printed. */
+int server_listen(const char *path);
+
+/* Serves the listening socket until server_stop(): a goroutine. */
+void server_accept_loop(void *lfd_as_ptr);
+int server_start(int lfd);
+void server_stop(void);
+
+/* ---- stats (stats.c) --------------------------------------------------------- */
+
+void stats_pack(msgpack_packer *pk, void *unused);
+extern int64_t gorod_started_ns;
+
+#endif /* GORO_DAEMON_H */

@@ -1,0 +1,264 @@
+/* session.c: one client connection, from accept to close.
+ *
+ * Each session has a reader goroutine (session_serve) that reads what the
+ * socket has, cuts it into messages with proto_frame_check (anything that
+ * breaks the framing closes the connection), and handles each request
+ * (dispatch.c). A request that must wait is queued at once, in arrival
+ * order, and handed to a goroutine of its own (wait.c), so the reader goes
+ * on: requests may be pipelined and answered out of order.
+ *
+ * Replies are packed into the session's output buffer under out_lock. The
+ * reader answers a whole batch of pipelined requests with one write; a
+ * waiting request's goroutine writes its reply at once. A client that stops
+ * reading makes writes wait (parked, no thread held); past OUT_MAX pending
+ * bytes the session is closed.
+ *
+ * When the connection closes (or gorod stops), the session cancels its
+ * waiting requests, waits for their goroutines, and releases everything it
+ * holds: the next holder of a mutex or semaphore is told owner_died, and a
+ * WaitGroup with lease-bound count from it becomes lost (holdings_release). */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "gorod.h"
+
+#define IN_START (64 * 1024)
+#define IN_MAX (PROTO_MAX_MESSAGE + 64 * 1024)
+#define OUT_MAX (8u << 20)
+
+struct session *sessions;
+int nsessions;
+static uint64_t session_ids;
+static struct rt_wg sessions_wg;
+
+/* out_lock held: writes the pending output, parking while the socket is
+ * full. Returns 0, or a negative code once the peer is gone. */
+static int out_flush_locked(struct session *s)
+{
+	while (!s->out_broken && s->out_off < s->out.size) {
+		ssize_t n = send(s->fd, s->out.data + s->out_off, s->out.size - s->out_off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			s->out_off += (size_t)n;
+		} else if (n < 0 && errno == EINTR) {
+			continue;
+		} else if (n < 0 && errno == EAGAIN) {
+			if (s->out.size > OUT_MAX ||
+			    rt_wait_fd(s->fd, RT_WRITE, RT_FOREVER) < 0)
+				s->out_broken = true;
+		} else {
+			s->out_broken = true;
+		}
+	}
+	if (s->out_broken) {
+		shutdown(s->fd, SHUT_RDWR); /* the reader sees EOF and cleans up */
+		return -EPIPE;
+	}
+	msgpack_sbuffer_clear(&s->out);
+	s->out_off = 0;
+	return 0;
+}
+
+void session_reply(struct session *s, uint32_t msgid, int code, const char *why,
+		   void (*pack)(msgpack_packer *pk, void *arg), void *arg, bool flush)
+{
+	msgpack_packer pk;
+
+	rt_mutex_lock(&s->out_lock, RT_FOREVER);
+	if (!s->out_broken) {
+		msgpack_packer_init(&pk, &s->out, msgpack_sbuffer_write);
+		if (code < 0) {
+			proto_pack_response_err(&pk, msgid, code, why);
+		} else {
+			proto_pack_response_ok(&pk, msgid);
+			if (pack)
+				pack(&pk, arg);
+			else
+				msgpack_pack_map(&pk, 0);
+		}
+		if (flush)
+			out_flush_locked(s);
+	}
+	rt_mutex_unlock(&s->out_lock);
+}
+
+static void session_flush(struct session *s)
+{
+	rt_mutex_lock(&s->out_lock, RT_FOREVER);
+	if (s->out.size > s->out_off)
+		out_flush_locked(s);
+	rt_mutex_unlock(&s->out_lock);
+}
+
+/* Handles the complete messages at the front of buf. Returns the bytes
+ * consumed, or -1 when the connection must close (broken framing). */
+static ssize_t handle_input(struct session *s, msgpack_unpacked *u, const char *buf,
+			    size_t len)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		ssize_t fl = proto_frame_check(buf + off, len - off, PROTO_MAX_MESSAGE);
+		struct proto_msg m;
+		const char *why = NULL;
+
+		if (fl == 0)
+			break;
+		if (fl < 0) {
+			fprintf(stderr, "gorod: session %llu (pid %d): %s; closing it\n",
+				(unsigned long long)s->id, (int)s->pid,
+				fl == -EMSGSIZE ? "message over the size limit"
+						: "bytes that are not a msgpack-RPC message");
+			return -1;
+		}
+		if (proto_decode(u, buf + off, (size_t)fl, &m, &why) < 0) {
+			fprintf(stderr, "gorod: session %llu (pid %d): %s; closing it\n",
+				(unsigned long long)s->id, (int)s->pid, why);
+			return -1;
+		}
+		if (m.type == PROTO_REQUEST)
+			dispatch(s, &m);
+		/* Notifications are accepted and, being unknown, ignored (the
+		 * msgpack-RPC spec); so are responses, as gorod asks nothing. */
+		off += (size_t)fl;
+	}
+	return (ssize_t)off;
+}
+
+/* Reads and handles until the peer closes, breaks the framing, or the
+ * session is cancelled. */
+static void read_loop(struct session *s)
+{
+	msgpack_unpacked u;
+	size_t cap = IN_START, len = 0;
+	char *in = malloc(cap);
+
+	if (!in)
+		return;
+	msgpack_unpacked_init(&u);
+	for (;;) {
+		ssize_t n = read(s->fd, in + len, cap - len);
+
+		if (n > 0) {
+			len += (size_t)n;
+			ssize_t used = handle_input(s, &u, in, len);
+			if (used < 0)
+				break;
+			memmove(in, in + used, len - (size_t)used);
+			len -= (size_t)used;
+			if (len == cap && cap < IN_MAX) {
+				/* A message larger than the buffer: grow (the
+				 * frame check bounds it by PROTO_MAX_MESSAGE). */
+				size_t ncap = cap * 2 < IN_MAX ? cap * 2 : IN_MAX;
+				char *nin = realloc(in, ncap);
+				if (!nin)
+					break;
+				in = nin;
+				cap = ncap;
+			}
+			continue;
+		}
+		if (n == 0)
+			break;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN)
+			break;
+		session_flush(s);
+		if (len == 0 && cap > IN_START) {
+			/* Idle: give back what a large message took. */
+			char *nin = realloc(in, IN_START);
+			if (nin) {
+				in = nin;
+				cap = IN_START;
+			}
+		}
+		if (rt_wait_fd(s->fd, RT_READ, RT_FOREVER) < 0)
+			break;
+	}
+	msgpack_unpacked_destroy(&u);
+	free(in);
+}
+
+static void session_end(struct session *s)
+{
+	rt_mutex_lock(&names_lock, RT_FOREVER);
+	s->closing = true;
+	for (struct req *r = s->reqs; r; r = r->next)
+		rt_cancel(r->g);
+	rt_mutex_unlock(&names_lock);
+	rt_wg_wait(&s->reqs_wg, RT_FOREVER);
+
+	rt_mutex_lock(&names_lock, RT_FOREVER);
+	holdings_release(s);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	nsessions--;
+	rt_mutex_unlock(&names_lock);
+
+	close(s->fd);
+	msgpack_sbuffer_destroy(&s->out);
+	free(s);
+}
+
+void session_serve(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	struct session *s = calloc(1, sizeof *s);
+	struct ucred cred = { 0 };
+	socklen_t clen = sizeof cred;
+
+	if (!s) {
+		close(fd);
+		rt_wg_done(&sessions_wg);
+		return;
+	}
+	s->fd = fd;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0) {
+		s->pid = cred.pid;
+		s->uid = cred.uid;
+		s->gid = cred.gid;
+	}
+	s->started_ns = rt_now();
+	msgpack_sbuffer_init(&s->out);
+
+	rt_mutex_lock(&names_lock, RT_FOREVER);
+	s->id = ++session_ids;
+	s->next = sessions;
+	if (sessions)
+		sessions->prev = s;
+	sessions = s;
+	nsessions++;
+	rt_mutex_unlock(&names_lock);
+
+	read_loop(s);
+	session_end(s);
+	rt_wg_done(&sessions_wg);
+}
+
+/* Called by the accept loop before it starts session_serve. */
+void session_accepted(void)
+{
+	rt_wg_add(&sessions_wg, 1);
+}
+
+/* The session goroutine could not be started. */
+void session_ended_early(void)
+{
+	rt_wg_done(&sessions_wg);
+}
+
+void sessions_close_all(void)
+{
+	rt_mutex_lock(&names_lock, RT_FOREVER);
+	for (struct session *s = sessions; s; s = s->next)
+		shutdown(s->fd, SHUT_RDWR);
+	rt_mutex_unlock(&names_lock);
+	rt_wg_wait(&sessions_wg, RT_FOREVER);
+}

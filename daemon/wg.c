@@ -1,0 +1,192 @@
+/* wg.c: named WaitGroups (wg.add / wg.done / wg.wait).
+ *
+ * A name never used has a counter of 0 (Go's zero value). A change that
+ * would take the counter below zero is refused and leaves it unchanged. At
+ * zero, every waiter wakes. Count added with lease: true is remembered per
+ * session (struct lease) until the session's own wg.done calls match it;
+ * if the session ends first, that count is taken off and the group is
+ * *lost*: its waiters wake with ELOST, and so does every wait that finds
+ * the counter at zero, until a positive add starts a new round. A waiter
+ * is never told "done" for work that did not finish. All under names_lock. */
+#include <limits.h>
+#include <stdlib.h>
+
+#include "gorod.h"
+
+#define LOST_KEEP_NS (600 * 1000000000LL) /* a lost group is kept 10 min */
+
+struct nwg {
+	int64_t count;
+	bool lost;
+	int64_t lost_ns;
+	struct nwait *waiters;
+	struct lease *leases;
+};
+
+static void maybe_drop(struct nwg *wg)
+{
+	if (wg->count == 0 && !wg->waiters && !wg->leases && !wg->lost)
+		names_drop(PRIM_WG, wg);
+}
+
+static void lease_free(struct nwg *wg, struct lease *l)
+{
+	struct session *s = l->s;
+
+	if (l->wprev)
+		l->wprev->wnext = l->wnext;
+	else
+		wg->leases = l->wnext;
+	if (l->wnext)
+		l->wnext->wprev = l->wprev;
+	if (l->sprev)
+		l->sprev->snext = l->snext;
+	else
+		s->leases = l->snext;
+	if (l->snext)
+		l->snext->sprev = l->sprev;
+	free(l);
+}
+
+static struct lease *lease_find(struct nwg *wg, struct session *s)
+{
+	for (struct lease *l = wg->leases; l; l = l->wnext)
+		if (l->s == s)
+			return l;
+	return NULL;
+}
+
+static int lease_add(struct nwg *wg, struct session *s, int64_t n)
+{
+	struct lease *l = lease_find(wg, s);
+
+	if (l) {
+		l->count += n;
+		return 0;
+	}
+	if (!(l = calloc(1, sizeof *l)))
+		return -ENOMEM;
+	l->s = s;
+	l->wg = wg;
+	l->count = n;
+	l->wnext = wg->leases;
+	if (wg->leases)
+		wg->leases->wprev = l;
+	wg->leases = l;
+	l->snext = s->leases;
+	if (s->leases)
+		s->leases->sprev = l;
+	s->leases = l;
+	return 0;
+}
+
+static void wake_all(struct nwg *wg, int result)
+{
+	while (wg->waiters) {
+		struct nwait *nw = wg->waiters;
+		nwait_unlink(&wg->waiters, nw);
+		nwait_complete(nw, result);
+	}
+}
+
+/* The counter reached zero: waiters wake, leases have nothing left. */
+static void at_zero(struct nwg *wg)
+{
+	while (wg->leases)
+		lease_free(wg, wg->leases);
+	wake_all(wg, wg->lost ? GORO_ELOST : 0);
+}
+
+int nwg_add(struct session *s, const struct args *a, int64_t *count)
+{
+	struct nwg *wg = names_get(PRIM_WG, a->name, a->name_len, sizeof *wg, a->delta != 0);
+	int64_t n;
+
+	if (!wg) {
+		if (a->delta != 0)
+			return -ENOMEM;
+		*count = 0; /* add 0 to a name never used */
+		return 0;
+	}
+	n = wg->count + a->delta;
+	if (n < 0 || n > INT32_MAX) {
+		maybe_drop(wg);
+		return n < 0 ? GORO_ENEGATIVE : -ERANGE;
+	}
+	if (a->delta > 0 && a->lease && lease_add(wg, s, a->delta) < 0) {
+		maybe_drop(wg);
+		return -ENOMEM;
+	}
+	if (a->delta < 0) {
+		/* This session's own leased count is matched first. */
+		struct lease *l = lease_find(wg, s);
+		if (l) {
+			l->count += a->delta;
+			if (l->count <= 0)
+				lease_free(wg, l);
+		}
+	}
+	if (a->delta > 0 && wg->count == 0)
+		wg->lost = false; /* a new round */
+	wg->count = n;
+	if (n == 0)
+		at_zero(wg);
+	*count = n;
+	maybe_drop(wg);
+	return 0;
+}
+
+int nwg_wait(struct req *r)
+{
+	struct nwg *wg = names_get(PRIM_WG, r->a.name, r->a.name_len, sizeof *wg, false);
+
+	if (!wg)
+		return 0; /* the zero value: nothing to wait for */
+	if (wg->count == 0)
+		return wg->lost ? GORO_ELOST : 0;
+	if (r->a.timeout_ms == 0)
+		return -ETIMEDOUT;
+	r->nw.kind = PRIM_WG;
+	r->nw.prim = wg;
+	r->nw.s = r->s;
+	nwait_enqueue(&wg->waiters, &r->nw);
+	return 1;
+}
+
+void nwg_abandon(struct nwait *nw)
+{
+	struct nwg *wg = nw->prim;
+
+	nwait_unlink(&wg->waiters, nw);
+	maybe_drop(wg);
+}
+
+/* The session of l ended with count still leased: that count can no
+ * longer be done. */
+void nwg_lease_lost(struct lease *l)
+{
+	struct nwg *wg = l->wg;
+
+	wg->count -= l->count;
+	if (wg->count < 0)
+		wg->count = 0;
+	lease_free(wg, l);
+	wg->lost = true;
+	wg->lost_ns = rt_now();
+	wake_all(wg, GORO_ELOST);
+	if (wg->count == 0)
+		at_zero(wg);
+}
+
+/* Forgets a lost group nobody waits on after LOST_KEEP_NS. */
+bool nwg_expired(void *prim, int64_t now)
+{
+	struct nwg *wg = prim;
+
+	if (wg->lost && wg->count == 0 && !wg->waiters && !wg->leases &&
+	    now - wg->lost_ns > LOST_KEEP_NS) {
+		wg->lost = false;
+		return true;
+	}
+	return false;
+}
