@@ -129,6 +129,9 @@ struct p {
 	uint32_t schedtick;           /* owner only */
 	_Atomic uint32_t schedtick_pub; /* schedtick, published for sysmon */
 	bool spinning;                /* owner only */
+	bool collecting;              /* polling: readies go to collect[] (owner only) */
+	int ncollect;
+	struct g *collect[64];
 
 	/* Idle and wakeup. */
 	atomic_uint wakeword;         /* futex: set to 1 to wake it */

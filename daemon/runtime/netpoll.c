@@ -3,9 +3,9 @@
  *
  * One event_base serves the whole runtime. There is no poller thread: a
  * worker with nothing to run takes ownership of the base (netpoll_try_own)
- * and blocks in event_base_loop; the callbacks it runs make goroutines
- * ready on its own run queue, so it runs them itself with no hop to another
- * thread. Workers with work poll without blocking now and then, and sysmon
+ * and blocks in event_base_loop; the goroutines its callbacks make ready
+ * are collected, and it runs the first itself, with no hop to another
+ * thread (sched.c, collected_take). Workers with work poll without blocking now and then, and sysmon
  * polls when nobody has for a while, so events are not starved by busy
  * workers. libevent's pthreads locking (evthread) lets any worker add and
  * delete events while another blocks in the loop; the loop is told, and
@@ -127,7 +127,11 @@ int64_t netpoll_last_poll(void)
  * owns the base. p is the worker polling, NULL for sysmon. */
 void netpoll_poll(struct p *p, bool block)
 {
+	if (p)
+		p->collecting = true;
 	event_base_loop(base, block ? EVLOOP_ONCE : EVLOOP_NONBLOCK);
+	if (p)
+		p->collecting = false;
 	atomic_store_explicit(&last_poll_ns, rt_now(), memory_order_relaxed);
 }
 

@@ -465,6 +465,10 @@ void sched_ready(struct g *g, bool next)
 	struct p *p = sched_current_p();
 
 	atomic_store_explicit(&g->status, RT_G_RUNNABLE, memory_order_relaxed);
+	if (p && p->collecting && p->ncollect < (int)(sizeof p->collect / sizeof p->collect[0])) {
+		p->collect[p->ncollect++] = g; /* see collected_take() */
+		return;
+	}
 	if (p && !atomic_load_explicit(&p->retire, memory_order_relaxed)) {
 		bool to_next = next && p->curg;
 
@@ -757,6 +761,28 @@ static bool spin_for_work(struct p *p)
 	return false;
 }
 
+/* What a poll by p made ready is collected (sched_ready) instead of queued:
+ * p runs the first itself, with no wakeup of another worker that could
+ * steal it and answer on the other CPU (~20 us here), and queues the rest,
+ * in order, waking help only for those (Go's findrunnable does the same
+ * with netpoll's list). */
+static struct g *collected_take(struct p *p)
+{
+	struct g *g;
+
+	if (p->ncollect == 0)
+		return NULL;
+	g = p->collect[0];
+	for (int i = 1; i < p->ncollect; i++)
+		runq_put(p, p->collect[i], false);
+	if (p->ncollect > 1) {
+		atomic_thread_fence(memory_order_seq_cst);
+		sched_wakep();
+	}
+	p->ncollect = 0;
+	return g;
+}
+
 /* Sleeps until woken: in netpoll if anything waits on it and nobody else
  * polls, else on the futex. Returns with p off the idle list. */
 static void p_sleep(struct p *p)
@@ -796,6 +822,8 @@ static struct g *findrunnable(struct p *p)
 	struct g *g;
 
 top:
+	if ((g = collected_take(p)))
+		goto found;
 	if (atomic_load(&p->retire) || atomic_load(&sched.stopping)) {
 		if (p->spinning) {
 			p->spinning = false;
@@ -815,7 +843,7 @@ top:
 	if (netpoll_has_waiters() && netpoll_try_own()) {
 		netpoll_poll(p, false);
 		netpoll_disown();
-		if ((g = runq_get(p)))
+		if ((g = collected_take(p)))
 			goto found;
 	}
 
