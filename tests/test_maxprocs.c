@@ -176,7 +176,7 @@ static atomic_int inside, max_inside;
 
 static void parallel_task(void *arg)
 {
-	volatile unsigned long x = 0;
+	unsigned long x = 0;
 	int round, k, in, cur;
 
 	for (round = 0; round < 10; round++) {
@@ -184,8 +184,10 @@ static void parallel_task(void *arg)
 		cur = atomic_load(&max_inside);
 		while (in > cur && !atomic_compare_exchange_weak(&max_inside, &cur, in))
 			;
-		for (k = 0; k < 20000; k++)
+		for (k = 0; k < 20000; k++) {
 			x += k;
+			__asm__ __volatile__("" : "+r"(x)); /* keep the loop */
+		}
 		atomic_fetch_sub(&inside, 1);
 		rt_yield();
 	}

@@ -312,19 +312,23 @@ static void note_thread(void)
 
 static void busy_task(void *arg)
 {
-	volatile unsigned long x = 0;
+	unsigned long x = 0;
 	int round, k;
 
 	for (round = 0; round < 8; round++) {
 		note_thread();
-		for (k = 0; k < 20000; k++)
+		for (k = 0; k < 100000; k++) {
 			x += k;
+			__asm__ __volatile__("" : "+r"(x)); /* keep the loop */
+		}
 		rt_yield();
 	}
 	rt_wg_done(&join);
 }
 
-/* One goroutine spawns all the work onto its own worker's queue. */
+/* One goroutine spawns all the work onto its own worker's queue. Few enough
+ * tasks to fit in that queue (256 slots): were it to overflow, the surplus
+ * would go to the global queue and reach the idle worker without a steal. */
 static void imbalanced_spawner(void *arg)
 {
 	long n = *(long *)arg, i;
@@ -338,7 +342,7 @@ static void imbalanced_spawner(void *arg)
 
 static void test_stealing(void)
 {
-	long n = tap_scale(4000, 400);
+	long n = 200;
 	struct rt_stats a, b;
 
 	rt_maxprocs(2);
@@ -436,7 +440,8 @@ static void nothing(void *arg)
 
 static void part2(void *arg)
 {
-	struct sleeper *parked = arg, early;
+	static struct sleeper early; /* its group is not reused: see test_sync */
+	struct sleeper *parked = arg;
 	int i;
 
 	check_cancel(&parked[0], "sleep(RT_FOREVER)");

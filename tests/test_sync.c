@@ -1,4 +1,5 @@
-/* test_sync.c: goroutine-level sync (daemon/runtime/sync.c, waitq.c).
+/* test_sync.c: goroutine-level sync (daemon/runtime/mutex.c, rwmutex.c, wg.c,
+ * sem.c, waitq.c).
  *
  * Checks, at GOMAXPROCS 2:
  *   - the Go tutorial's counter: readers under rt_rwmutex_rlock, incrementers
@@ -13,7 +14,8 @@
  *   - rt_mutex: exclusion under contention, FIFO hand-over, unlock of an
  *     unlocked mutex gives -ENOTLOCKED;
  *   - rt_wg: negative counter refused and unchanged, zero-value wait, waiters
- *     wake only at zero, wait with a deadline;
+ *     wake only at zero, wait with a deadline, a group on the waiter's stack
+ *     is not touched after the wait returned;
  *   - rt_sem: weighted FIFO (a big request at the head is not overtaken),
  *     capacity never exceeded, release without acquire, n > capacity;
  *   - for every blocking call: deadline 0 / in the past fails at once,
@@ -115,12 +117,25 @@ static const char *ename(int rc)
 }
 
 /* Grant order, recorded by whoever acquired. */
-static int order[64];
-static atomic_int norder;
+static rt_spin order_lock;
+static int order[64]; /* guarded by order_lock */
+static int norder;
 
 static void record(int tag)
 {
-	order[atomic_fetch_add(&norder, 1)] = tag;
+	rt_spin_lock(&order_lock);
+	order[norder++] = tag;
+	rt_spin_unlock(&order_lock);
+}
+
+static int recorded(void)
+{
+	int n;
+
+	rt_spin_lock(&order_lock);
+	n = norder;
+	rt_spin_unlock(&order_lock);
+	return n;
 }
 
 static void max_update(atomic_int *max, int v)
@@ -327,13 +342,15 @@ static void test_writer_not_starved(void)
 }
 
 /* A goroutine that takes one rt_rwmutex in one mode, records its tag, holds
- * it for a few yields, and lets go. */
+ * it for a few yields (a reader: until `group` readers are in, or 2 s), and
+ * lets go. */
 struct rw_req {
 	struct rt_rwmutex *rw;
 	bool writer;
 	int tag;
 	int64_t deadline; /* 0: 10 s from start */
 	int rc;
+	int group;        /* readers expected to hold it together with this one */
 };
 
 static atomic_int readers_in, max_readers_in, writer_overlap;
@@ -351,7 +368,11 @@ static void rw_holder(void *arg)
 			yield_n(5);
 			rt_rwmutex_unlock(r->rw);
 		} else {
+			int64_t until = rt_deadline_ms(2000);
+
 			max_update(&max_readers_in, atomic_fetch_add(&readers_in, 1) + 1);
+			while (atomic_load(&readers_in) < r->group && rt_now() < until)
+				rt_yield();
 			yield_n(5);
 			atomic_fetch_sub(&readers_in, 1);
 			rt_rwmutex_runlock(r->rw);
@@ -362,8 +383,10 @@ static void rw_holder(void *arg)
 
 static void reset_order(void)
 {
-	atomic_store(&norder, 0);
+	rt_spin_lock(&order_lock);
+	norder = 0;
 	memset(order, -1, sizeof(order));
+	rt_spin_unlock(&order_lock);
 	atomic_store(&readers_in, 0);
 	atomic_store(&max_readers_in, 0);
 	atomic_store(&writer_overlap, 0);
@@ -373,7 +396,8 @@ static void reset_order(void)
 static void test_readers_queue_behind_writer(void)
 {
 	static struct rt_rwmutex rw;
-	struct rw_req w = { &rw, true, 1, 0, -1 }, r = { &rw, false, 2, 0, -1 };
+	struct rw_req w = { .rw = &rw, .writer = true, .tag = 1, .rc = -1 };
+	struct rw_req r = { .rw = &rw, .writer = false, .tag = 2, .rc = -1 };
 	int64_t t0;
 
 	reset_order();
@@ -402,17 +426,19 @@ static void test_rw_fifo(void)
 	static struct rt_rwmutex rw;
 	static struct rw_req q[5];
 	static const bool writer[5] = { true, false, false, true, false };
+	static const int group[5] = { 0, 2, 2, 0, 1 };
 	int i;
 
 	reset_order();
 	is(rt_rwmutex_lock(&rw, 0), 0, "main holds the write lock");
 	for (i = 0; i < 5; i++) {
-		q[i] = (struct rw_req){ &rw, writer[i], i + 1, 0, -1 };
+		q[i] = (struct rw_req){ .rw = &rw, .writer = writer[i], .tag = i + 1,
+					.rc = -1, .group = group[i] };
 		go_parked(rw_holder, &q[i], writer[i] ? "writer" : "reader");
 	}
 	is(rt_rwmutex_unlock(&rw), 0, "main unlocks");
 	join_kids("rw fifo");
-	is(atomic_load(&norder), 5, "all five were granted");
+	is(recorded(), 5, "all five were granted");
 	is(order[0], 1, "W1 first");
 	ok((order[1] == 2 && order[2] == 3) || (order[1] == 3 && order[2] == 2),
 	   "then R1 and R2 (%d, %d)", order[1], order[2]);
@@ -514,16 +540,20 @@ static void test_rwmutex_misuse(void)
 {
 	static struct rt_rwmutex rw;
 
-	is_str(ename(rt_rwmutex_unlock(&rw)), "ENOTLOCKED", "unlock of an unlocked rt_rwmutex");
-	is_str(ename(rt_rwmutex_runlock(&rw)), "ENOTLOCKED", "runlock of an unlocked rt_rwmutex");
+	is_str(ename(rt_rwmutex_unlock(&rw)), "ENOTLOCKED",
+	       "unlock of an unlocked rt_rwmutex");
+	is_str(ename(rt_rwmutex_runlock(&rw)), "ENOTLOCKED",
+	       "runlock of an unlocked rt_rwmutex");
 	is(rt_rwmutex_rlock(&rw, 0), 0, "rlock");
-	is_str(ename(rt_rwmutex_unlock(&rw)), "ENOTLOCKED", "unlock of a read-locked rt_rwmutex");
+	is_str(ename(rt_rwmutex_unlock(&rw)), "ENOTLOCKED",
+	       "unlock of a read-locked rt_rwmutex");
 	is(rt_rwmutex_tryrlock(&rw), 0, "a second reader joins");
 	is_str(ename(rt_rwmutex_trylock(&rw)), "EBUSY", "trylock while read-locked");
 	is(rt_rwmutex_runlock(&rw), 0, "runlock");
 	is(rt_rwmutex_runlock(&rw), 0, "runlock");
 	is(rt_rwmutex_trylock(&rw), 0, "trylock once free");
-	is_str(ename(rt_rwmutex_runlock(&rw)), "ENOTLOCKED", "runlock of a write-locked rt_rwmutex");
+	is_str(ename(rt_rwmutex_runlock(&rw)), "ENOTLOCKED",
+	       "runlock of a write-locked rt_rwmutex");
 	is_str(ename(rt_rwmutex_tryrlock(&rw)), "EBUSY", "tryrlock while write-locked");
 	is(rt_rwmutex_unlock(&rw), 0, "unlock");
 	is(rt_rwmutex_lock(&rw, 0), 0, "and it still works");
@@ -607,6 +637,53 @@ static void test_wg_wakes_at_zero(void)
 	is(bad, 0, "all ten waiters woke with 0");
 }
 
+/* Go's idiom: a WaitGroup on the waiter's stack, gone as soon as wait
+ * returns. The last done() must not touch the group once it has woken the
+ * waiter, which may run on another worker and reuse that stack at once.
+ * A canary over the same stack area catches a late write; ASan and TSan
+ * catch reads too. Probabilistic: the window is a few instructions wide. */
+static void stack_wg_child(void *arg)
+{
+	rt_wg_done(arg);
+	rt_wg_done(&kids);
+}
+
+static __attribute__((noinline)) int stack_wg_once(void)
+{
+	struct rt_wg wg = { 0 };
+
+	rt_wg_add(&wg, 1);
+	go(stack_wg_child, &wg);
+	return rt_wg_wait(&wg, rt_deadline_ms(10000));
+}
+
+/* Fills the stack area the group used with a canary, lets the last done()
+ * finish, and says whether the canary survived. */
+static __attribute__((noinline)) bool stack_canary_survives(void)
+{
+	volatile unsigned char buf[256];
+	size_t i;
+	bool intact = true;
+
+	memset((unsigned char *)buf, 0xa5, sizeof(buf));
+	rt_wg_wait(&kids, rt_deadline_ms(10000));
+	for (i = 0; i < sizeof(buf); i++)
+		intact &= buf[i] == 0xa5;
+	return intact;
+}
+
+static void test_wg_on_stack(void)
+{
+	long n = tap_scale(20000, 20000), i, failed = 0, scribbled = 0;
+
+	for (i = 0; i < n; i++) {
+		failed += stack_wg_once() != 0;
+		scribbled += !stack_canary_survives();
+	}
+	is(failed, 0, "%ld waits on a WaitGroup on the waiter's stack", n);
+	is(scribbled, 0, "the last done() never wrote to it after the wait returned");
+}
+
 /* ---- rt_sem ------------------------------------------------------------- */
 
 struct sem_req {
@@ -672,7 +749,7 @@ static void test_sem_weighted_fifo(void)
 	is(b.rc, 0, "the big request got its 10");
 	ok(s1.rc == 0 && s2.rc == 0, "the small ones got theirs");
 	is(order[0], 1, "the big request at the head was served first");
-	is(atomic_load(&norder), 3, "all three served");
+	is(recorded(), 3, "all three served");
 	is(rt_sem_acquire(&s, 10, 0), 0, "all 10 units are back");
 	rt_sem_release(&s, 10);
 }
@@ -760,12 +837,12 @@ static const struct prim prims[] = {
 	{ "sem acquire", psem_hold, psem_release, psem_attempt, psem_undo },
 };
 
+/* One attempt, in its own goroutine; the only one of `kids` while it runs. */
 struct attempt {
 	const struct prim *p;
 	int64_t deadline;
 	int rc;
 	int64_t ended;
-	struct rt_wg done;
 };
 
 static void attempter(void *arg)
@@ -776,25 +853,21 @@ static void attempter(void *arg)
 	a->ended = rt_now();
 	if (a->rc == 0)
 		a->p->undo();
-	rt_wg_done(&a->done);
 	rt_wg_done(&kids);
 }
 
-/* Starts an attempt in its own goroutine; *ref gets its handle. */
+/* Starts an attempt; *ref gets its handle. */
 static void start_attempt(struct attempt *a, const struct prim *p,
 			  int64_t deadline, struct rt_gref *ref)
 {
-	memset(a, 0, sizeof(*a));
-	a->p = p;
-	a->deadline = deadline;
-	a->rc = 1;
-	rt_wg_add(&a->done, 1);
+	*a = (struct attempt){ .p = p, .deadline = deadline, .rc = 1 };
 	*ref = go(attempter, a);
 }
 
+/* Joins the attempt; its result, or 1 if it did not end within 10 s. */
 static int finish_attempt(struct attempt *a)
 {
-	if (rt_wg_wait(&a->done, rt_deadline_ms(10000)) != 0)
+	if (rt_wg_wait(&kids, rt_deadline_ms(10000)) != 0)
 		return 1;
 	return a->rc;
 }
@@ -862,9 +935,9 @@ static bool wait_recorded(int n)
 {
 	int64_t deadline = rt_deadline_ms(5000);
 
-	while (atomic_load(&norder) < n && rt_now() < deadline)
+	while (recorded() < n && rt_now() < deadline)
 		rt_yield();
-	return atomic_load(&norder) >= n;
+	return recorded() >= n;
 }
 
 /* The deadline for a waiter that should leave by timeout: long enough for
@@ -884,8 +957,9 @@ static void check_rw_leaver(bool by_cancel)
 	struct rt_gref wref;
 
 	reset_order();
-	w = (struct rw_req){ &rw, true, 1, leaver_deadline(by_cancel), -1 };
-	r = (struct rw_req){ &rw, false, 2, 0, -1 };
+	w = (struct rw_req){ .rw = &rw, .writer = true, .tag = 1,
+			     .deadline = leaver_deadline(by_cancel), .rc = -1 };
+	r = (struct rw_req){ .rw = &rw, .writer = false, .tag = 2, .rc = -1 };
 	is(rt_rwmutex_rlock(&rw, 0), 0, "main holds a read lock");
 	wref = go_parked(rw_holder, &w, "a writer");
 	go_parked(rw_holder, &r, "a reader behind the writer");
@@ -959,12 +1033,12 @@ static void check_mutex_leaver(bool by_cancel)
 	if (by_cancel)
 		rt_cancel(fref);
 	ok(wait_ended(fref), "the first waiter %s and left", how);
-	is_str(ename(first.rc), by_cancel ? "ECANCELED" : "ETIMEDOUT",
-	       "the first waiter %s", how);
 	is(rt_mutex_unlock(&m), 0, "main unlocks");
 	ok(wait_recorded(1) && order[0] == 2,
 	   "first waiter %s: the second one gets the mutex", how);
 	join_kids("mutex leaver");
+	is_str(ename(first.rc), by_cancel ? "ECANCELED" : "ETIMEDOUT",
+	       "the first waiter %s", how);
 	is(second.rc, 0, "the second waiter got it");
 	is(rt_mutex_trylock(&m), 0, "the mutex is free afterwards");
 	rt_mutex_unlock(&m);
@@ -998,6 +1072,7 @@ static void sync_main(void *arg)
 	test_sem_capacity();
 	test_deadlines_and_cancel();
 	test_leavers();
+	test_wg_on_stack(); /* last: a failure here tends to crash */
 }
 
 /* Off-runtime: waits (spinning on sched_yield, with a deadline) until the

@@ -98,28 +98,47 @@ int rt_mutex_trylock(struct rt_mutex *m)
 	return -EBUSY;
 }
 
+/* Wakes the first waiter: hands it the lock if it has waited too long,
+ * else releases the lock and lets it compete. The wake comes after q.lock
+ * is released, and nothing of m is touched after a wake that succeeded:
+ * the woken goroutine may return and free m (a mutex on its stack). A wake
+ * that fails (the waiter is leaving on its deadline or a cancel) means m is
+ * still in use by that waiter, so the next one is tried. */
 static void mutex_unlock_slow(struct rt_mutex *m)
 {
-	struct rt_waiter *w;
+	for (;;) {
+		struct rt_waiter *w;
+		bool handoff;
 
-	rt_spin_lock(&m->q.lock);
-	while ((w = rt_waitq_pop(&m->q))) {
-		bool starving = rt_now() - w->since > STARVING_NS;
-		if (starving) {
-			/* Hand over: LOCKED stays set for the new owner. */
-			if (!rt_waitq_wake(w, M_HANDOFF))
-				continue;
-			if (rt_waitq_empty(&m->q))
-				atomic_fetch_and(&m->state, ~M_WAITERS);
+		rt_spin_lock(&m->q.lock);
+		w = rt_waitq_pop(&m->q);
+		if (!w) {
+			atomic_store_explicit(&m->state, 0, memory_order_release);
 			rt_spin_unlock(&m->q.lock);
 			return;
 		}
-		if (rt_waitq_wake(w, 0))
-			break;
+		handoff = rt_now() - w->since > STARVING_NS;
+		if (handoff) {
+			/* LOCKED stays set: the lock passes to w. */
+			if (rt_waitq_empty(&m->q))
+				atomic_fetch_and(&m->state, ~M_WAITERS);
+		} else {
+			atomic_store_explicit(&m->state, rt_waitq_empty(&m->q) ? 0 : M_WAITERS,
+					      memory_order_release);
+		}
+		rt_spin_unlock(&m->q.lock);
+		if (rt_waitq_wake(w, handoff ? M_HANDOFF : 0))
+			return;
+		if (!handoff) {
+			/* The lock is free again; if someone took it, their
+			 * unlock wakes the rest. Else wake the next waiter. */
+			unsigned s = atomic_load(&m->state);
+			if (!(s & M_WAITERS) ||
+			    !atomic_compare_exchange_strong(&m->state, &s, s | M_LOCKED))
+				return;
+		}
+		/* We hold the lock again (handed back, or retaken): retry. */
 	}
-	atomic_store_explicit(&m->state, rt_waitq_empty(&m->q) ? 0 : M_WAITERS,
-			      memory_order_release);
-	rt_spin_unlock(&m->q.lock);
 }
 
 int rt_mutex_unlock(struct rt_mutex *m)

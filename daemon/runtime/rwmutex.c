@@ -11,7 +11,7 @@
  *
  * WAITERS is set and cleared only with q.lock held, and grants are made only
  * under it; fast paths never touch a state with WAITERS set, except the
- * readers' release (a decrement), which is why grant_locked re-reads the
+ * readers' release (a decrement), which is why grant_unlock re-reads the
  * state. */
 #include "internal.h"
 
@@ -21,32 +21,48 @@
 #define MODE_READ 1
 #define MODE_WRITE 2
 
-/* q.lock held: grants to the head of the queue what the state allows. */
-static void grant_locked(struct rt_rwmutex *rw)
+/* q.lock held, and released here: grants to the head of the queue what the
+ * state allows (the writer alone, or the run of readers), then wakes the
+ * grantees. The wakes come after the unlock, and nothing of rw is touched
+ * after the wakes unless one failed: a woken goroutine may return and free
+ * rw. A failed wake (the waiter is leaving on a deadline or a cancel) means
+ * its grant was never taken: it is undone under the lock and the queue is
+ * granted again. rw is then still alive, since that waiter is still inside
+ * rw_acquire. */
+static void grant_unlock(struct rt_rwmutex *rw)
 {
-	struct rt_waiter *w;
+	for (;;) {
+		struct rt_waiter *head = NULL, **tail = &head, *w;
+		unsigned long long undo = 0;
 
-	while ((w = rw->q.head)) {
-		unsigned long long s = atomic_load(&rw->state);
-		if (s & RW_WRITER)
-			break;
-		if (w->data == MODE_WRITE) {
-			if (s & RW_READERS)
+		while ((w = rw->q.head)) {
+			unsigned long long s = atomic_load(&rw->state);
+			if (s & RW_WRITER)
+				break;
+			if (w->data == MODE_WRITE && (s & RW_READERS))
 				break;
 			rt_waitq_remove(&rw->q, w);
-			atomic_fetch_or(&rw->state, RW_WRITER);
-			if (rt_waitq_wake(w, 0))
+			atomic_fetch_add(&rw->state, w->data == MODE_WRITE ? RW_WRITER : 1);
+			*tail = w;
+			tail = &w->next;
+			if (w->data == MODE_WRITE)
 				break;
-			atomic_fetch_and(&rw->state, ~RW_WRITER);
-			continue;
 		}
-		rt_waitq_remove(&rw->q, w);
-		atomic_fetch_add(&rw->state, 1);
-		if (!rt_waitq_wake(w, 0))
-			atomic_fetch_sub(&rw->state, 1);
+		if (rt_waitq_empty(&rw->q))
+			atomic_fetch_and(&rw->state, ~RW_WAITERS);
+		rt_spin_unlock(&rw->q.lock);
+
+		while ((w = head)) {
+			unsigned long long grant = w->data == MODE_WRITE ? RW_WRITER : 1;
+			head = w->next; /* w may be gone once woken */
+			if (!rt_waitq_wake(w, 0))
+				undo += grant;
+		}
+		if (!undo)
+			return;
+		rt_spin_lock(&rw->q.lock);
+		atomic_fetch_sub(&rw->state, undo);
 	}
-	if (rt_waitq_empty(&rw->q))
-		atomic_fetch_and(&rw->state, ~RW_WAITERS);
 }
 
 static bool try_fast(struct rt_rwmutex *rw, int mode)
@@ -91,11 +107,8 @@ static int rw_acquire(struct rt_rwmutex *rw, int mode, int64_t deadline)
 	}
 	r = rt_waitq_park(&rw->q, &w, false, deadline,
 			  mode == MODE_WRITE ? "rwmutex.lock" : "rwmutex.rlock", rw);
-	if (r < 0) {
-		/* Leaving may let those behind us in (a writer ahead of readers). */
-		grant_locked(rw);
-		rt_spin_unlock(&rw->q.lock);
-	}
+	if (r < 0) /* leaving may let those behind us in (readers behind a writer) */
+		grant_unlock(rw);
 	return r;
 }
 
@@ -131,8 +144,7 @@ int rt_rwmutex_runlock(struct rt_rwmutex *rw)
 							memory_order_relaxed));
 	if ((s & RW_WAITERS) && ((s - 1) & RW_READERS) == 0) {
 		rt_spin_lock(&rw->q.lock);
-		grant_locked(rw);
-		rt_spin_unlock(&rw->q.lock);
+		grant_unlock(rw);
 	}
 	return 0;
 }
@@ -149,7 +161,6 @@ int rt_rwmutex_unlock(struct rt_rwmutex *rw)
 		return GORO_ENOTLOCKED;
 	rt_spin_lock(&rw->q.lock);
 	atomic_fetch_and(&rw->state, ~RW_WRITER);
-	grant_locked(rw);
-	rt_spin_unlock(&rw->q.lock);
+	grant_unlock(rw);
 	return 0;
 }

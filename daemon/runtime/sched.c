@@ -1134,15 +1134,20 @@ int rt_shutdown(void)
 		p_wake(p);
 	pthread_mutex_unlock(&sched.lock);
 	netpoll_break();
-	for (int i = 0; i < npall; i++) {
+	/* Every thread that may read a worker record ends before any is
+	 * freed: the workers (which steal from each other) and sysmon. */
+	for (int i = 0; i < npall; i++)
 		if (atomic_load(&pall[i]->state) != P_UNUSED)
 			pthread_join(pall[i]->thread, NULL);
+	sysmon_stop();
+	for (int i = 0; i < RT_MAXPROCS_LIMIT; i++)
+		atomic_store(&sched.allp[i], NULL);
+	for (int i = 0; i < npall; i++) {
 		free(pall[i]);
 		pall[i] = NULL;
 	}
 	npall = 0;
 	pthread_mutex_unlock(&sched.procs_lock);
-	sysmon_stop();
 
 	struct gslab *s = atomic_load(&gslabs);
 	while (s) {

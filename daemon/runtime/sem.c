@@ -13,16 +13,34 @@ void rt_sem_init(struct rt_sem *s, int64_t capacity)
 	s->q = (struct rt_waitq){ 0 };
 }
 
-/* q.lock held. */
-static void grant_locked(struct rt_sem *s)
+/* q.lock held, and released here: grants what fits to the head of the
+ * queue, in order, then wakes the grantees after the unlock, touching
+ * nothing of s after a successful wake (see rwmutex.c's grant_unlock for
+ * why, and for the undo of a wake that failed). */
+static void grant_unlock(struct rt_sem *s)
 {
-	struct rt_waiter *w;
+	for (;;) {
+		struct rt_waiter *head = NULL, **tail = &head, *w;
+		int64_t undo = 0;
 
-	while ((w = s->q.head) && s->capacity - s->used >= (int64_t)w->data) {
-		rt_waitq_remove(&s->q, w);
-		s->used += (int64_t)w->data;
-		if (!rt_waitq_wake(w, 0))
-			s->used -= (int64_t)w->data;
+		while ((w = s->q.head) && s->capacity - s->used >= (int64_t)w->data) {
+			rt_waitq_remove(&s->q, w);
+			s->used += (int64_t)w->data;
+			*tail = w;
+			tail = &w->next;
+		}
+		rt_spin_unlock(&s->q.lock);
+
+		while ((w = head)) {
+			int64_t n = (int64_t)w->data;
+			head = w->next;
+			if (!rt_waitq_wake(w, 0))
+				undo += n;
+		}
+		if (!undo)
+			return;
+		rt_spin_lock(&s->q.lock);
+		s->used -= undo;
 	}
 }
 
@@ -40,10 +58,8 @@ int rt_sem_acquire(struct rt_sem *s, int64_t n, int64_t deadline)
 		return 0;
 	}
 	r = rt_waitq_park(&s->q, &w, false, deadline, "semaphore", s);
-	if (r < 0) {
-		grant_locked(s);
-		rt_spin_unlock(&s->q.lock);
-	}
+	if (r < 0)
+		grant_unlock(s); /* a big request leaving lets small ones in */
 	return r;
 }
 
@@ -70,11 +86,10 @@ int rt_sem_release(struct rt_sem *s, int64_t n)
 		return -EINVAL;
 	rt_spin_lock(&s->q.lock);
 	if (n > s->used) {
-		r = GORO_ENOTHELD;
-	} else {
-		s->used -= n;
-		grant_locked(s);
+		rt_spin_unlock(&s->q.lock);
+		return GORO_ENOTHELD;
 	}
-	rt_spin_unlock(&s->q.lock);
+	s->used -= n;
+	grant_unlock(s);
 	return r;
 }

@@ -12,12 +12,27 @@
 #define WG_COUNT 0xffffffffULL
 #define WG_WAITERS (1ULL << 32)
 
-static void wake_all_locked(struct rt_wg *wg)
+/* q.lock held: takes every waiter off the queue, for waking once the lock
+ * is released (nothing of wg may be touched after the first wake: the
+ * woken goroutine may return and free a group on its stack). */
+static struct rt_waiter *take_all_locked(struct rt_wg *wg)
 {
-	struct rt_waiter *w;
+	struct rt_waiter *head = NULL, **tail = &head, *w;
 
-	while ((w = rt_waitq_pop(&wg->q)))
-		rt_waitq_wake(w, 0);
+	while ((w = rt_waitq_pop(&wg->q))) {
+		*tail = w;
+		tail = &w->next;
+	}
+	return head;
+}
+
+static void wake_list(struct rt_waiter *w)
+{
+	while (w) {
+		struct rt_waiter *next = w->next;
+		rt_waitq_wake(w, 0); /* one that is leaving needs nothing */
+		w = next;
+	}
 }
 
 int rt_wg_add(struct rt_wg *wg, int64_t delta)
@@ -52,9 +67,9 @@ int rt_wg_add(struct rt_wg *wg, int64_t delta)
 			break;
 	}
 	if (locked) {
-		if (n == 0)
-			wake_all_locked(wg);
+		struct rt_waiter *list = n == 0 ? take_all_locked(wg) : NULL;
 		rt_spin_unlock(&wg->q.lock);
+		wake_list(list);
 	}
 	return (int)n;
 }
