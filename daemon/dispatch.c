@@ -153,7 +153,7 @@ static void run_waitable(struct session *s, const struct proto_msg *m, int metho
 	r->a.name = r->name;
 	r->deadline = a->timeout_ms < 0 ? RT_FOREVER : rt_deadline_ms(a->timeout_ms);
 
-	rt_mutex_lock(&names_lock, RT_FOREVER);
+	rt_mutex_lock_nocancel(&names_lock);
 	if (s->nreqs >= PROTO_MAX_INFLIGHT) {
 		rt_mutex_unlock(&names_lock);
 		free(r);
@@ -207,7 +207,7 @@ static void h_hello(struct session *s, const struct proto_msg *m)
 			reply_err(s, m, -EINVAL, "client must be a string");
 			return;
 		}
-		rt_mutex_lock(&names_lock, RT_FOREVER);
+		rt_mutex_lock_nocancel(&names_lock);
 		if (len >= sizeof s->client)
 			len = sizeof s->client - 1;
 		for (size_t i = 0; i < len; i++) /* printable, for logs and stats */
@@ -223,7 +223,7 @@ static void wg_change(struct session *s, const struct proto_msg *m, struct args 
 	int64_t count = 0;
 	int rc;
 
-	rt_mutex_lock(&names_lock, RT_FOREVER);
+	rt_mutex_lock_nocancel(&names_lock);
 	rc = nwg_add(s, a, &count);
 	rt_mutex_unlock(&names_lock);
 	if (rc == GORO_ENEGATIVE)
@@ -316,7 +316,7 @@ static void h_mutex_unlock(struct session *s, const struct proto_msg *m)
 
 	if (!get_name_opts(s, m, &a, 1, allowed, &opts) || !get_token(s, m, opts, &a))
 		return;
-	rt_mutex_lock(&names_lock, RT_FOREVER);
+	rt_mutex_lock_nocancel(&names_lock);
 	rc = nmutex_unlock(s, &a);
 	rt_mutex_unlock(&names_lock);
 	if (rc < 0)
@@ -338,7 +338,7 @@ static void h_sem_acquire(struct session *s, const struct proto_msg *m)
 	    !opt_int(s, m, opts, "capacity", 1, INT32_MAX, 0, &a.capacity) ||
 	    !opt_int(s, m, opts, "n", 1, INT32_MAX, 1, &a.n))
 		return;
-	rt_mutex_lock(&names_lock, RT_FOREVER);
+	rt_mutex_lock_nocancel(&names_lock);
 	cap = nsem_capacity(a.name, a.name_len);
 	rt_mutex_unlock(&names_lock);
 	if (cap && a.capacity && a.capacity != cap) {
@@ -363,7 +363,7 @@ static void h_sem_release(struct session *s, const struct proto_msg *m)
 
 	if (!get_name_opts(s, m, &a, 1, allowed, &opts) || !get_token(s, m, opts, &a))
 		return;
-	rt_mutex_lock(&names_lock, RT_FOREVER);
+	rt_mutex_lock_nocancel(&names_lock);
 	rc = nsem_release(s, &a);
 	rt_mutex_unlock(&names_lock);
 	if (rc < 0)

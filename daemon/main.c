@@ -109,7 +109,7 @@ static struct rt_wg sweeper_wg;
 static void sweeper(void *unused)
 {
 	while (rt_sleep(rt_deadline_ms(10000)) == 0) {
-		rt_mutex_lock(&names_lock, RT_FOREVER);
+		rt_mutex_lock_nocancel(&names_lock);
 		names_sweep(PRIM_WG, nwg_expired, rt_now());
 		rt_mutex_unlock(&names_lock);
 	}

@@ -66,7 +66,7 @@ void session_reply(struct session *s, uint32_t msgid, int code, const char *why,
 {
 	msgpack_packer pk;
 
-	rt_mutex_lock(&s->out_lock, RT_FOREVER);
+	rt_mutex_lock_nocancel(&s->out_lock);
 	if (!s->out_broken) {
 		msgpack_packer_init(&pk, &s->out, msgpack_sbuffer_write);
 		if (code < 0) {
@@ -86,7 +86,7 @@ void session_reply(struct session *s, uint32_t msgid, int code, const char *why,
 
 static void session_flush(struct session *s)
 {
-	rt_mutex_lock(&s->out_lock, RT_FOREVER);
+	rt_mutex_lock_nocancel(&s->out_lock);
 	if (s->out.size > s->out_off)
 		out_flush_locked(s);
 	rt_mutex_unlock(&s->out_lock);
@@ -184,14 +184,14 @@ static void read_loop(struct session *s)
 
 static void session_end(struct session *s)
 {
-	rt_mutex_lock(&names_lock, RT_FOREVER);
+	rt_mutex_lock_nocancel(&names_lock);
 	s->closing = true;
 	for (struct req *r = s->reqs; r; r = r->next)
 		rt_cancel(r->g);
 	rt_mutex_unlock(&names_lock);
 	rt_wg_wait(&s->reqs_wg, RT_FOREVER);
 
-	rt_mutex_lock(&names_lock, RT_FOREVER);
+	rt_mutex_lock_nocancel(&names_lock);
 	holdings_release(s);
 	if (s->prev)
 		s->prev->next = s->next;
@@ -228,7 +228,7 @@ void session_serve(void *arg)
 	s->started_ns = rt_now();
 	msgpack_sbuffer_init(&s->out);
 
-	rt_mutex_lock(&names_lock, RT_FOREVER);
+	rt_mutex_lock_nocancel(&names_lock);
 	s->id = ++session_ids;
 	s->next = sessions;
 	if (sessions)
@@ -256,7 +256,7 @@ void session_ended_early(void)
 
 void sessions_close_all(void)
 {
-	rt_mutex_lock(&names_lock, RT_FOREVER);
+	rt_mutex_lock_nocancel(&names_lock);
 	for (struct session *s = sessions; s; s = s->next)
 		shutdown(s->fd, SHUT_RDWR);
 	rt_mutex_unlock(&names_lock);

@@ -45,7 +45,7 @@ void stats_pack(msgpack_packer *pk, void *unused)
 	static struct rt_stats st; /* large; names_lock serializes its use */
 	int waiters = 0;
 
-	rt_mutex_lock(&names_lock, RT_FOREVER);
+	rt_mutex_lock_nocancel(&names_lock);
 	rt_stats_get(&st);
 	for (struct session *s = sessions; s; s = s->next)
 		waiters += s->nreqs;

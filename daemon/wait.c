@@ -84,7 +84,7 @@ static void req_wait_main(void *arg)
 	struct session *s = r->s;
 	struct nwait *nw = &r->nw;
 
-	rt_mutex_lock(&names_lock, RT_FOREVER);
+	rt_mutex_lock_nocancel(&names_lock);
 	while (!nw->done) {
 		struct rt_waiter w = { 0 };
 		int rc;
@@ -94,7 +94,7 @@ static void req_wait_main(void *arg)
 		rc = rt_waitq_park(&nw->q, &w, false, r->deadline, "request", r);
 		if (rc < 0)
 			rt_spin_unlock(&nw->q.lock);
-		rt_mutex_lock(&names_lock, RT_FOREVER);
+		rt_mutex_lock_nocancel(&names_lock);
 		if (rc < 0 && !nw->done)
 			nwait_abandon(nw, rc == -ECANCELED && s->closing ? -ECANCELED : rc);
 	}

@@ -74,6 +74,7 @@ class Gorod:
         notify.settimeout(TIMEOUT)
         env = dict(os.environ, NOTIFY_SOCKET=notify_path)
         self.log = open(os.path.join(self.dir, "log"), "w+")
+        self.log_path = self.log.name
         self.proc = subprocess.Popen([GOROD, "--socket", self.path, *args],
                                      env=env, stderr=self.log)
         try:
@@ -418,7 +419,12 @@ def test_bad_input(g):
     is_(err, None, "gorod still answers")
     ok(g.alive(), "gorod is alive")
     rss1 = g.rss_kb()
-    ok(rss1 - rss0 < 4096, f"its RSS has not grown ({rss0} kB -> {rss1} kB)", (rss0, rss1))
+    if os.environ.get("GORO_SANITIZE", "none") not in ("", "none"):
+        # ASan keeps freed memory in quarantine, TSan in its shadow: RSS
+        # says nothing there. LeakSanitizer checks for leaks at exit.
+        ok(True, f"# SKIP RSS under a sanitizer ({rss0} kB -> {rss1} kB)")
+    else:
+        ok(rss1 - rss0 < 4096, f"its RSS has not grown ({rss0} kB -> {rss1} kB)", (rss0, rss1))
     is_(st["primitives"]["waitgroups"], 0, "truncated requests left no WaitGroup behind")
     c.close()
 
@@ -441,7 +447,10 @@ def main():
         c.close()
     finally:
         rc = g.stop()
-    is_(rc, 0, "gorod stops cleanly on SIGTERM")
+    if not is_(rc, 0, "gorod stops cleanly on SIGTERM"):
+        with open(g.log_path) as f:
+            for line in f.read().splitlines()[-60:]:
+                print("# " + line)
     ok(not os.path.exists(g.path), "and removes its socket")
     print(f"1..{_n}")
     sys.exit(1 if _failed else 0)

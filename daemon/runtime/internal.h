@@ -193,6 +193,7 @@ struct park {
 	int fd;               /* netpoll: fd to wait on, or -1 */
 	short events;         /* netpoll: RT_READ|RT_WRITE, 0 for a pure timer */
 	int64_t deadline;     /* RT_FOREVER, or when to give up with -ETIMEDOUT */
+	bool nocancel;        /* rt_cancel does not end it */
 	const char *reason;
 	const void *obj;
 };
@@ -203,7 +204,10 @@ int sched_park(struct park *pk);
 
 #define PS_RUNNING 0ULL
 #define PS_CLAIMED 1ULL
-#define PS_PARKED(id) ((uint64_t)(id) << 1) /* ids start at 1: never 0 or 1 */
+/* ids start at 1, so these are never 0 or 1; a canceller CASes from
+ * PS_PARKED(id) only, so an uncancellable park is out of its reach. */
+#define PS_PARKED(id) (((uint64_t)(id) << 2) | 2)
+#define PS_PARKED_NOCANCEL(id) (((uint64_t)(id) << 2) | 3)
 
 static inline bool g_cancelled(struct g *g)
 {

@@ -28,11 +28,10 @@ static bool can_spin(int spins)
 	       p && runq_empty(p);
 }
 
-static int mutex_lock_slow(struct rt_mutex *m, int64_t deadline)
+static int mutex_lock_slow(struct rt_mutex *m, int64_t deadline, unsigned flags)
 {
 	struct rt_waiter w = { 0 };
 	int spins = 0;
-	bool front = false;
 
 	w.since = 0;
 	for (;;) {
@@ -60,7 +59,7 @@ static int mutex_lock_slow(struct rt_mutex *m, int64_t deadline)
 		}
 		if (!w.since)
 			w.since = rt_now();
-		int r = rt_waitq_park(&m->q, &w, front, deadline, "mutex", m);
+		int r = rt_waitq_park(&m->q, &w, flags, deadline, "mutex", m);
 		if (r == M_HANDOFF)
 			return 0;
 		if (r < 0) {
@@ -70,7 +69,7 @@ static int mutex_lock_slow(struct rt_mutex *m, int64_t deadline)
 			return r;
 		}
 		/* Woken to compete: back to the front if it loses again. */
-		front = true;
+		flags |= RT_WQ_FRONT;
 		spins = 0;
 	}
 }
@@ -83,7 +82,19 @@ int rt_mutex_lock(struct rt_mutex *m, int64_t deadline)
 							 memory_order_acquire,
 							 memory_order_relaxed)))
 		return 0;
-	return mutex_lock_slow(m, deadline);
+	return mutex_lock_slow(m, deadline, 0);
+}
+
+void rt_mutex_lock_nocancel(struct rt_mutex *m)
+{
+	unsigned zero = 0;
+
+	if (likely(atomic_compare_exchange_weak_explicit(&m->state, &zero, M_LOCKED,
+							 memory_order_acquire,
+							 memory_order_relaxed)))
+		return;
+	if (mutex_lock_slow(m, RT_FOREVER, RT_WQ_NOCANCEL) != 0)
+		rt_throw("an uncancellable mutex wait failed");
 }
 
 int rt_mutex_trylock(struct rt_mutex *m)
@@ -133,7 +144,7 @@ static void mutex_unlock_slow(struct rt_mutex *m)
 			/* The lock is free again; if someone took it, their
 			 * unlock wakes the rest. Else wake the next waiter. */
 			unsigned s = atomic_load(&m->state);
-			if (!(s & M_WAITERS) ||
+			if (!(s & M_WAITERS) || (s & M_LOCKED) ||
 			    !atomic_compare_exchange_strong(&m->state, &s, s | M_LOCKED))
 				return;
 		}

@@ -140,16 +140,19 @@ struct rt_waitq {
 	struct rt_waiter *head, *tail;
 };
 
-/* Goroutine only, called with q->lock held: appends w to q (at the front if
- * `front`), parks, and releases q->lock once the goroutine is off its stack.
+/* Goroutine only, called with q->lock held: appends w to q (at the front
+ * with RT_WQ_FRONT), parks, and releases q->lock once the goroutine is off its stack.
  * Returns the result the waker gave rt_waitq_wake() (q->lock NOT held), or
  * -ETIMEDOUT / -ECANCELED with q->lock HELD and w already removed from q, so
  * that the primitive can repair its own state (a waiter flag, a grant that
  * is now possible) before unlocking. A waiter is never both woken and timed
  * out. `reason` is a static string for stats and the leak monitor
  * ("mutex", "waitgroup", ...); `obj` is what it waits on. */
-int rt_waitq_park(struct rt_waitq *q, struct rt_waiter *w, bool front,
+int rt_waitq_park(struct rt_waitq *q, struct rt_waiter *w, unsigned flags,
 		  int64_t deadline, const char *reason, const void *obj);
+
+#define RT_WQ_FRONT 1u    /* queue at the front (a waiter that lost a race) */
+#define RT_WQ_NOCANCEL 2u /* rt_cancel does not end this wait (see rt_mutex_lock_nocancel) */
 
 /* With q->lock held: removes and returns the first waiter, or NULL. */
 struct rt_waiter *rt_waitq_pop(struct rt_waitq *q);
@@ -180,6 +183,12 @@ struct rt_mutex {
 };
 
 int rt_mutex_lock(struct rt_mutex *m, int64_t deadline); /* 0/-ETIMEDOUT/-ECANCELED */
+
+/* Locks m, waiting as long as it takes, even in a goroutine that was
+ * cancelled: for short critical sections that cleanup must still enter
+ * (cancellation is sticky, so a cancelled goroutine could otherwise never
+ * take a contended lock again). */
+void rt_mutex_lock_nocancel(struct rt_mutex *m);
 int rt_mutex_trylock(struct rt_mutex *m);                /* 0 or -EBUSY */
 int rt_mutex_unlock(struct rt_mutex *m);                 /* 0 or -ENOTLOCKED */
 

@@ -512,6 +512,8 @@ static void park_commit(struct g *g, void *arg)
 	short events = pk->events;
 	int64_t deadline = pk->deadline;
 	bool arm = fd >= 0 || deadline != RT_FOREVER;
+	bool nocancel = pk->nocancel;
+	uint64_t id = atomic_load_explicit(&g->id, memory_order_relaxed);
 	int r = 0;
 
 	/* pk lives on g's stack: nothing of it is read below this point. */
@@ -520,12 +522,12 @@ static void park_commit(struct g *g, void *arg)
 		r = netpoll_arm(g, fd, events, deadline);
 		g->ev_armed = r == 0;
 	}
-	atomic_store(&g->park_state, PS_PARKED(atomic_load_explicit(&g->id, memory_order_relaxed)));
+	atomic_store(&g->park_state, nocancel ? PS_PARKED_NOCANCEL(id) : PS_PARKED(id));
 	if (unlock)
 		rt_spin_unlock(unlock);
 	if (r < 0)
 		sched_claim(g, r);
-	else if (g_cancelled(g))
+	else if (!nocancel && g_cancelled(g))
 		sched_claim(g, -ECANCELED);
 	else if (arm && atomic_load(&g->ev_what))
 		sched_claim(g, netpoll_result(g));
@@ -1122,6 +1124,26 @@ int rt_shutdown(void)
 {
 	if (!sched.initialized)
 		return -EINVAL;
+	/* Goroutines that are on their way out (they signalled their end,
+	 * as rt_run's does, and are now returning) are waited for; parked
+	 * ones would wait forever, so they make it fail at once. */
+	for (int64_t end = rt_now() + 5000 * 1000000LL;;) {
+		struct rt_stats *st = malloc(sizeof *st);
+		uint64_t live, busy;
+
+		if (!st)
+			return -ENOMEM;
+		rt_stats_get(st);
+		live = st->live;
+		busy = st->running + st->runnable;
+		free(st);
+		if (live == 0)
+			break;
+		if (busy == 0 || rt_now() > end)
+			return -EBUSY;
+		struct timespec ts = { 0, 100 * 1000 };
+		nanosleep(&ts, NULL);
+	}
 	pthread_mutex_lock(&sched.procs_lock);
 	if (live_count() != 0) {
 		pthread_mutex_unlock(&sched.procs_lock);

@@ -83,7 +83,7 @@ bool rt_waitq_wake(struct rt_waiter *w, int result)
 	return sched_claim(w->g, result);
 }
 
-int rt_waitq_park(struct rt_waitq *q, struct rt_waiter *w, bool front,
+int rt_waitq_park(struct rt_waitq *q, struct rt_waiter *w, unsigned flags,
 		  int64_t deadline, const char *reason, const void *obj)
 {
 	struct g *g = sched_current_g();
@@ -91,7 +91,7 @@ int rt_waitq_park(struct rt_waitq *q, struct rt_waiter *w, bool front,
 
 	if (!g)
 		rt_throw("rt_waitq_park called outside a goroutine");
-	if (g_cancelled(g)) {
+	if (!(flags & RT_WQ_NOCANCEL) && g_cancelled(g)) {
 		w->linked = false;
 		return -ECANCELED;
 	}
@@ -100,7 +100,7 @@ int rt_waitq_park(struct rt_waitq *q, struct rt_waiter *w, bool front,
 		return -ETIMEDOUT;
 	}
 	w->g = g;
-	waitq_link(q, w, front);
+	waitq_link(q, w, flags & RT_WQ_FRONT);
 
 	struct park pk = {
 		.unlock = &q->lock,
@@ -108,6 +108,7 @@ int rt_waitq_park(struct rt_waitq *q, struct rt_waiter *w, bool front,
 		.deadline = deadline,
 		.reason = reason,
 		.obj = obj,
+		.nocancel = flags & RT_WQ_NOCANCEL,
 	};
 	r = sched_park(&pk);
 	if (r == -ETIMEDOUT || r == -ECANCELED) {
