@@ -104,10 +104,12 @@ ssize_t proto_frame_check(const char *buf, size_t len, size_t max_message)
 		if (shape_of(p[pos], &s) < 0)
 			return -EPROTO;
 		pos++;
+		if (pos + (size_t)s.head > max_message)
+			return -EMSGSIZE;
 		if (pos + (size_t)s.head > len)
-			return pos + (size_t)s.head > max_message ? -EMSGSIZE : 0;
+			return 0;
 		n = s.head ? be(p + pos, s.head) : (s.container ? s.nelem : s.fixed);
-		pos += (size_t)s.head;
+		pos += (size_t)s.head; /* pos <= max_message from here on */
 		if (s.container) {
 			uint64_t elems = s.container == 2 ? 2 * n : n;
 			if (elems > max_message - pos)

@@ -250,6 +250,7 @@ int netpoll_init(void);
 void netpoll_shutdown(void);
 void netpoll_poll(struct p *p, bool block);
 bool netpoll_try_own(void);
+bool netpoll_owned(void);
 void netpoll_disown(void);
 void netpoll_break(void);
 bool netpoll_has_waiters(void);

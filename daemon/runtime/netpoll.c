@@ -108,6 +108,11 @@ bool netpoll_try_own(void)
 	return atomic_compare_exchange_strong(&owned, &f, true);
 }
 
+bool netpoll_owned(void)
+{
+	return atomic_load(&owned);
+}
+
 void netpoll_disown(void)
 {
 	atomic_store(&owned, false);
@@ -203,8 +208,13 @@ int netpoll_arm(struct g *g, int fd, short events, int64_t deadline)
 	if (event_add(g->ev, tvp) < 0)
 		return fd >= 0 ? -EBADF : -ENOMEM;
 	atomic_fetch_add(&nwaiters, 1);
-	if (!atomic_load(&owned))
-		sched_wakep(); /* an idle worker will take up polling */
+	/* Someone must poll. This worker will, once its queue is empty; if
+	 * it has other goroutines to run first, an idle worker is woken to
+	 * take up polling. (Waking one on every park would put a futex call
+	 * on every request's path.) */
+	struct p *p = sched_current_p();
+	if (!atomic_load(&owned) && (!p || !runq_empty(p)))
+		sched_wakep();
 	return 0;
 }
 

@@ -753,6 +753,10 @@ static bool spin_for_work(struct p *p)
 
 	if (atomic_load_explicit(&sched.maxprocs, memory_order_relaxed) < 2)
 		return false;
+	/* Work that arrives through the netpoller is only seen by polling:
+	 * if nobody polls now, this worker should, not spin. */
+	if (netpoll_has_waiters() && !netpoll_owned())
+		return false;
 	end = rt_now() + IDLE_SPIN_NS;
 	do {
 		for (int i = 0; i < 50; i++)

@@ -1,0 +1,313 @@
+/* goro/goro.h: libgoro, the C client of gorod.
+ *
+ * gorod serves named WaitGroups, RWMutexes and semaphores to every process
+ * on the machine, over msgpack-RPC on a Unix socket (the protocol is
+ * proto/PROTOCOL.md in gorod's sources). This library speaks it for C.
+ * Link with `pkg-config --cflags --libs goro`.
+ *
+ * Errors. Every function that can fail returns 0 (or a count) on success
+ * and a negative code on failure: an errno value (-ETIMEDOUT, -EDEADLK,
+ * -EBUSY, -ECONNREFUSED, ...) or one of gorod's own codes (GORO_ENEGATIVE,
+ * GORO_ELOST, ...), all listed in goro/errors.h. goro_strerror() says what
+ * a code means; goro_last_error() gives the sentence gorod sent with it.
+ * Out-parameters are written only on success.
+ *
+ * Sessions. One goro_client is one connection, and one session in gorod:
+ * what the session holds (locks, semaphore units, lease-bound WaitGroup
+ * counts) is released when the connection closes, for whatever reason, and
+ * the next holder is told the previous owner died.
+ *
+ * Two ways to use a client, which may be mixed:
+ *
+ * - Blocking calls (goro_wg_add(), goro_mutex_lock(), ...): each sends its
+ *   request and waits for its reply. Timeouts are gorod's: a call with
+ *   timeout_ms >= 0 gets -ETIMEDOUT from gorod when it passes; -1 waits for
+ *   ever. A signal does not cut the wait short (the library retries after
+ *   EINTR): to be able to give up early, use the non-blocking calls.
+ *   Replies to other requests that arrive meanwhile are handled on the way
+ *   (their callbacks run, deferred failures are recorded).
+ *
+ * - Non-blocking calls for a program with its own event loop: the
+ *   goro_send_*() functions queue a request with a callback; goro_flush()
+ *   writes what is queued, goro_process() reads what is readable and runs
+ *   the callbacks. Poll goro_fd() for POLLIN, and for POLLOUT while
+ *   goro_want_write() is true:
+ *
+ *       goro_connect_nb(NULL, &c);
+ *       goro_send_mutex_lock(c, "db", GORO_WRITE, 5000, 0, on_locked, ctx);
+ *       goro_flush(c);                    // -EAGAIN: wait for POLLOUT
+ *       ... when goro_fd(c) is readable:
+ *       if (goro_process(c) < 0) ...      // the connection is gone
+ *
+ * Deferred releases (GORO_DEFER). goro_mutex_unlock() and goro_sem_release()
+ * with GORO_DEFER queue the release and return 0 at once; it is written
+ * together with the next request (one write), so that a loop of lock and
+ * unlock costs one round trip per cycle. Its reply is read whenever it
+ * arrives. A deferred release that fails is never lost: its error is kept
+ * until goro_sync() (which sends what is queued and waits for every reply
+ * outstanding) or goro_deferred_error() (which does not wait) returns it.
+ * The blocking calls do not return deferred errors: they report their own
+ * outcome only. Until it is written, a deferred release is not done: call
+ * goro_sync() or goro_flush() when nothing else follows soon.
+ * goro_close() writes what is still queued, but cannot report failures:
+ * call goro_sync() first to learn them.
+ *
+ * Threads. The library creates no threads and keeps no global state. A
+ * goro_client must not be used by two threads at once: use one client per
+ * thread (each is its own session), or a lock of your own around one. Do not
+ * use a client in both processes after fork(); the socket is close-on-exec.
+ *
+ * Callbacks run inside goro_process(), goro_sync(), goro_flush() (when the
+ * connection fails) and the blocking calls. A callback may queue requests
+ * (goro_send_*) and call goro_flush() and goro_close(); the blocking calls,
+ * goro_sync() and goro_process() refuse to run inside one (-EDEADLK), and
+ * goro_close() there takes effect when the outer call returns. */
+#ifndef GORO_GORO_H
+#define GORO_GORO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "goro/errors.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define GORO_EXPORT __attribute__((visibility("default")))
+#else
+#define GORO_EXPORT
+#endif
+
+/* A connection to gorod. Opaque; freed by goro_close(). */
+typedef struct goro_client goro_client;
+
+/* How a lock is taken (goro_mutex_lock). */
+enum goro_mode {
+	GORO_WRITE = 0, /* exclusive */
+	GORO_READ = 1,  /* shared with other readers */
+};
+
+/* Flags; each function says which it takes (others: -EINVAL). */
+enum goro_flag {
+	/* goro_wg_add: bind the added count to this session. If the session
+	 * ends before its own goro_wg_done()s match it, gorod takes the count
+	 * off and the group's waiters get GORO_ELOST. */
+	GORO_LEASE = 1 << 0,
+	/* goro_mutex_lock, goro_sem_acquire: -EBUSY instead of waiting. */
+	GORO_TRY = 1 << 1,
+	/* goro_mutex_unlock, goro_sem_release: queue it, see above. */
+	GORO_DEFER = 1 << 2,
+};
+
+/* A grant of a lock or of semaphore units. */
+struct goro_grant {
+	/* The fencing token: increases with every grant of the same name, so
+	 * a guarded resource can refuse a holder older than one it has seen.
+	 * Never 0. Also what another session presents to release this grant. */
+	uint64_t token;
+	/* The session that held it before ended without releasing it (like
+	 * EOWNERDEAD): what it guards may be half-updated. */
+	bool owner_died;
+};
+
+/* What goro_hello() returns. */
+struct goro_hello {
+	char version[32];     /* gorod's version, NUL-terminated (cut if longer) */
+	int protocol;         /* the protocol version, 1 */
+	uint32_t max_message; /* the largest message gorod accepts, in bytes */
+	int maxprocs;         /* GOMAXPROCS */
+	uint64_t session;     /* this session's id, as `stats` shows it */
+};
+
+/* ---- connecting ---------------------------------------------------------- */
+
+/* Writes the socket path goro_connect(path, ...) connects to into
+ * buf[0..size): path itself if not NULL; else $GOROD_SOCKET; else, when not
+ * root, $XDG_RUNTIME_DIR/gorod.sock; else /run/gorod/gorod.sock. Returns 0,
+ * or -ENAMETOOLONG when it does not fit in buf or in a socket address. */
+GORO_EXPORT int goro_socket_path(const char *path, char *buf, size_t size);
+
+/* Connects to gorod at path (NULL: the default, see goro_socket_path()).
+ * Returns 0 and *out, or a negative errno from the kernel: -ENOENT (no
+ * socket there) and -ECONNREFUSED (nobody listening) mean gorod is not
+ * running; -EACCES, the socket is not yours. Does not send anything. */
+GORO_EXPORT int goro_connect(const char *path, goro_client **out);
+
+/* goro_connect() with the socket in non-blocking mode, for an event loop.
+ * Returns -EAGAIN, instead of waiting, when gorod's listen queue is full:
+ * try again later. (The library never blocks in read or write on either
+ * kind of client except inside the blocking calls, where it polls.) */
+GORO_EXPORT int goro_connect_nb(const char *path, goro_client **out);
+
+/* Writes what is still queued (waiting at most a second), runs the
+ * callbacks of requests still outstanding with -ECANCELED, closes the
+ * connection (ending the session) and frees c. Accepts NULL. */
+GORO_EXPORT void goro_close(goro_client *c);
+
+/* The connection's socket, for poll(2) and friends; owned by c. */
+GORO_EXPORT int goro_fd(const goro_client *c);
+
+/* ---- errors -------------------------------------------------------------- */
+
+/* A sentence for a code ("timed out"). Never NULL. */
+GORO_EXPORT const char *goro_strerror(int code);
+
+/* The code's name ("ETIMEDOUT", "ENEGATIVE"), as on the wire. Never NULL. */
+GORO_EXPORT const char *goro_err_name(int code);
+
+/* The message that came with the last error this client reported: gorod's
+ * sentence for an error reply ("a name is 1 to 255 bytes long"), or the
+ * library's for a local one. Meaningful right after a function returned
+ * an error, like errno; valid until the next call on c. Never NULL. */
+GORO_EXPORT const char *goro_last_error(const goro_client *c);
+
+/* ---- blocking calls -------------------------------------------------------- */
+
+/* Every name is 1 to 255 bytes. Every timeout_ms is -1 (wait for ever) or
+ * 0 .. 2^31-1 milliseconds; 0 is the same as GORO_TRY. */
+
+/* Greets gorod with this client's name (shown in `goroctl stats`; may be
+ * NULL) and learns its limits into *out (may be NULL). Optional. */
+GORO_EXPORT int goro_hello(goro_client *c, const char *client, struct goro_hello *out);
+
+/* Adds delta (may be negative) to the named WaitGroup's counter; the new
+ * value goes to *count (may be NULL). A name never used counts 0. Fails
+ * with GORO_ENEGATIVE if the counter would go below 0, -ERANGE above
+ * 2^31-1, leaving it unchanged. Flags: GORO_LEASE. */
+GORO_EXPORT int goro_wg_add(goro_client *c, const char *name, int64_t delta,
+			    unsigned flags, int64_t *count);
+
+/* goro_wg_add() with delta -1 (counted against this session's lease-bound
+ * count first, if it holds some). */
+GORO_EXPORT int goro_wg_done(goro_client *c, const char *name, int64_t *count);
+
+/* Waits until the named WaitGroup's counter is 0 (at once if it is).
+ * -ETIMEDOUT; GORO_ELOST when what held the counter can no longer finish. */
+GORO_EXPORT int goro_wg_wait(goro_client *c, const char *name, int timeout_ms);
+
+/* Locks the named RWMutex in mode, FIFO-fair (a waiting writer holds back
+ * new readers). The grant goes to *out (may be NULL, but then the token is
+ * lost; goro_mutex_unlock() with token 0 still works). -EBUSY with
+ * GORO_TRY or timeout_ms 0 when it would wait; -ETIMEDOUT; -EDEADLK at
+ * once when waiting would close a cycle of sessions waiting for each
+ * other, or when this session already holds it for writing.
+ * Flags: GORO_TRY. */
+GORO_EXPORT int goro_mutex_lock(goro_client *c, const char *name, enum goro_mode mode,
+				int timeout_ms, unsigned flags, struct goro_grant *out);
+
+/* Releases a grant of the named mutex: token 0 means this session's oldest
+ * grant of it; a token releases that grant whoever holds it (a handoff
+ * between processes). GORO_ENOTLOCKED when there is no such grant.
+ * Flags: GORO_DEFER (returns 0 at once; see the top of this file). */
+GORO_EXPORT int goro_mutex_unlock(goro_client *c, const char *name, uint64_t token,
+				  unsigned flags);
+
+/* Takes n units (0: 1) of the named semaphore, which has capacity units
+ * (0: 1; set by its first user, a different one later is -EINVAL), waiting
+ * in strict arrival order. The grant goes to *out (may be NULL). -EINVAL
+ * when n > capacity; otherwise as goro_mutex_lock(). Flags: GORO_TRY. */
+GORO_EXPORT int goro_sem_acquire(goro_client *c, const char *name, int64_t capacity,
+				 int64_t n, int timeout_ms, unsigned flags,
+				 struct goro_grant *out);
+
+/* Gives back the units of a grant: token 0 means this session's oldest.
+ * GORO_ENOTLOCKED when there is none. Flags: GORO_DEFER. */
+GORO_EXPORT int goro_sem_release(goro_client *c, const char *name, uint64_t token,
+				 unsigned flags);
+
+/* Reads GOMAXPROCS (n <= 0) or sets it to n (1..256; needs gorod's own uid
+ * or root, else -EPERM). *maxprocs gets the value now, *previous the one
+ * before (either may be NULL). */
+GORO_EXPORT int goro_maxprocs(goro_client *c, int n, int *maxprocs, int *previous);
+
+/* gorod's stats as one line of JSON text, in *json: a string the caller
+ * frees with free(). The fields are PROTOCOL.md's `stats`; the conversion
+ * is generic (msgpack bin becomes a base64 string, as Go's encoding/json
+ * does for []byte; invalid UTF-8 becomes U+FFFD). */
+GORO_EXPORT int goro_stats_json(goro_client *c, char **json);
+
+/* ---- deferred releases ------------------------------------------------------ */
+
+/* Sends what is queued and waits until every request sent before the call
+ * has its reply, including goro_send_*() ones (so it waits as long as any
+ * of them). Returns the first failure of a deferred release (or of a
+ * goro_send_*() request without callback) and forgets it, else 0, or the
+ * connection's error. goro_last_error() then gives its message, which says
+ * how many more failed after it. */
+GORO_EXPORT int goro_sync(goro_client *c);
+
+/* The first deferred failure recorded so far (forgotten once returned),
+ * or 0. Does not wait: a release whose reply has not been read yet has
+ * not failed yet. */
+GORO_EXPORT int goro_deferred_error(goro_client *c);
+
+/* ---- non-blocking calls --------------------------------------------------- */
+
+/* The outcome of a request sent with goro_send_*(). Which field is set
+ * depends on the method; message is set when err < 0. Pointers are valid
+ * only during the callback. */
+struct goro_reply {
+	const char *message;       /* on error: gorod's sentence (or ours) */
+	int64_t count;             /* wg_add, wg_done */
+	struct goro_grant grant;   /* mutex_lock, sem_acquire */
+	int maxprocs, previous;    /* maxprocs */
+	const char *json;          /* stats: the JSON text, as goro_stats_json() */
+	struct goro_hello hello;   /* hello */
+};
+
+/* Called once per request sent with goro_send_*(): with err 0 or the
+ * request's error, -ECONNRESET/-EPROTO when the connection failed first,
+ * -ECANCELED from goro_close(). */
+typedef void (*goro_reply_fn)(void *arg, int err, const struct goro_reply *reply);
+
+/* Each queues one request, with the arguments and flags of its blocking
+ * twin (GORO_DEFER is not one of them: nothing is sent before goro_flush()).
+ * cb may be NULL: the reply is then dropped, and a failure is kept as a
+ * deferred one (goro_sync, goro_deferred_error). Returns 0, -EINVAL for
+ * bad arguments, -ENOMEM, or the connection's error. */
+GORO_EXPORT int goro_send_hello(goro_client *c, const char *client,
+				goro_reply_fn cb, void *arg);
+GORO_EXPORT int goro_send_wg_add(goro_client *c, const char *name, int64_t delta,
+				 unsigned flags, goro_reply_fn cb, void *arg);
+GORO_EXPORT int goro_send_wg_done(goro_client *c, const char *name,
+				  goro_reply_fn cb, void *arg);
+GORO_EXPORT int goro_send_wg_wait(goro_client *c, const char *name, int timeout_ms,
+				  goro_reply_fn cb, void *arg);
+GORO_EXPORT int goro_send_mutex_lock(goro_client *c, const char *name, enum goro_mode mode,
+				     int timeout_ms, unsigned flags,
+				     goro_reply_fn cb, void *arg);
+GORO_EXPORT int goro_send_mutex_unlock(goro_client *c, const char *name, uint64_t token,
+				       goro_reply_fn cb, void *arg);
+GORO_EXPORT int goro_send_sem_acquire(goro_client *c, const char *name, int64_t capacity,
+				      int64_t n, int timeout_ms, unsigned flags,
+				      goro_reply_fn cb, void *arg);
+GORO_EXPORT int goro_send_sem_release(goro_client *c, const char *name, uint64_t token,
+				      goro_reply_fn cb, void *arg);
+GORO_EXPORT int goro_send_maxprocs(goro_client *c, int n, goro_reply_fn cb, void *arg);
+GORO_EXPORT int goro_send_stats(goro_client *c, goro_reply_fn cb, void *arg);
+
+/* Writes as much of what is queued as the socket takes, without blocking.
+ * Returns 0 when all is written, -EAGAIN when the rest must wait for
+ * POLLOUT, or the connection's error. */
+GORO_EXPORT int goro_flush(goro_client *c);
+
+/* Whether something queued is not written yet (then poll for POLLOUT and
+ * call goro_flush()). */
+GORO_EXPORT bool goro_want_write(const goro_client *c);
+
+/* Reads what is readable, without blocking, and runs the callbacks of the
+ * replies it completes. Returns how many replies it handled (0 when
+ * nothing was readable), or the connection's error: -ECONNRESET when gorod
+ * closed it, -EPROTO when gorod sent something malformed (the connection
+ * is then closed). After an error every outstanding callback has run, and
+ * every later call fails with the same code: goro_close() the client. */
+GORO_EXPORT int goro_process(goro_client *c);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GORO_GORO_H */
