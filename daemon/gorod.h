@@ -33,6 +33,7 @@ struct req;
 struct session {
 	uint64_t id;
 	int fd;
+	struct rt_pollfd *pfd;   /* fd, registered with the netpoller once */
 	pid_t pid;
 	uid_t uid;
 	gid_t gid;

@@ -116,8 +116,14 @@ int server_listen(const char *path)
 void server_accept_loop(void *arg)
 {
 	int lfd = (int)(intptr_t)arg;
+	struct rt_pollfd *pfd = NULL;
 	bool warned = false;
 
+	if (rt_pollfd_open(lfd, &pfd) < 0) {
+		fprintf(stderr, "gorod: cannot poll the listening socket\n");
+		rt_wg_done(&accept_wg);
+		return;
+	}
 	for (;;) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
@@ -132,7 +138,7 @@ void server_accept_loop(void *arg)
 		if (errno == EINTR || errno == ECONNABORTED)
 			continue;
 		if (errno == EAGAIN) {
-			if (rt_wait_fd(lfd, RT_READ, RT_FOREVER) < 0)
+			if (rt_pollfd_wait(pfd, RT_READ, RT_FOREVER) < 0)
 				break; /* cancelled: gorod is stopping */
 			continue;
 		}
@@ -148,6 +154,7 @@ void server_accept_loop(void *arg)
 		fprintf(stderr, "gorod: accept: %s\n", strerror(errno));
 		break;
 	}
+	rt_pollfd_close(pfd);
 	rt_wg_done(&accept_wg);
 }
 

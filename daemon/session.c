@@ -46,7 +46,7 @@ static int out_flush_locked(struct session *s)
 			continue;
 		} else if (n < 0 && errno == EAGAIN) {
 			if (s->out.size > OUT_MAX ||
-			    rt_wait_fd(s->fd, RT_WRITE, RT_FOREVER) < 0)
+			    rt_pollfd_wait(s->pfd, RT_WRITE, RT_FOREVER) < 0)
 				s->out_broken = true;
 		} else {
 			s->out_broken = true;
@@ -139,9 +139,11 @@ static void read_loop(struct session *s)
 		return;
 	msgpack_unpacked_init(&u);
 	for (;;) {
-		ssize_t n = read(s->fd, in + len, cap - len);
+		size_t room = cap - len;
+		ssize_t n = read(s->fd, in + len, room);
 
 		if (n > 0) {
+			bool drained = (size_t)n < room; /* a short read: nothing left */
 			len += (size_t)n;
 			ssize_t used = handle_input(s, &u, in, len);
 			if (used < 0)
@@ -158,14 +160,18 @@ static void read_loop(struct session *s)
 				in = nin;
 				cap = ncap;
 			}
+			if (!drained)
+				continue;
+		} else if (n == 0) {
+			break;
+		} else if (errno == EINTR) {
 			continue;
+		} else if (errno != EAGAIN) {
+			break;
 		}
-		if (n == 0)
-			break;
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN)
-			break;
+		/* Nothing more to read now: answer the batch, then wait (the
+		 * fd is edge-triggered: waiting is right after EAGAIN or a
+		 * short read). */
 		session_flush(s);
 		if (len == 0 && cap > IN_START) {
 			/* Idle: give back what a large message took. */
@@ -175,7 +181,7 @@ static void read_loop(struct session *s)
 				cap = IN_START;
 			}
 		}
-		if (rt_wait_fd(s->fd, RT_READ, RT_FOREVER) < 0)
+		if (rt_pollfd_wait(s->pfd, RT_READ, RT_FOREVER) < 0)
 			break;
 	}
 	msgpack_unpacked_destroy(&u);
@@ -202,6 +208,7 @@ static void session_end(struct session *s)
 	nsessions--;
 	rt_mutex_unlock(&names_lock);
 
+	rt_pollfd_close(s->pfd);
 	close(s->fd);
 	msgpack_sbuffer_destroy(&s->out);
 	free(s);
@@ -220,6 +227,12 @@ void session_serve(void *arg)
 		return;
 	}
 	s->fd = fd;
+	if (rt_pollfd_open(fd, &s->pfd) < 0) {
+		close(fd);
+		free(s);
+		rt_wg_done(&sessions_wg);
+		return;
+	}
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0) {
 		s->pid = cred.pid;
 		s->uid = cred.uid;

@@ -104,6 +104,26 @@ int64_t rt_deadline_ms(int64_t ms);
  * -ETIMEDOUT, or -ECANCELED. No thread is held while parked. */
 int rt_wait_fd(int fd, short events, int64_t deadline);
 
+/* An fd registered once with the netpoller (Go's pollDesc). Waiting on it
+ * costs no system call of its own: the fd stays in epoll, edge-triggered,
+ * and an event either wakes the goroutine waiting for it or is remembered
+ * for the next wait. The rule that comes with edge triggering: wait only
+ * after the fd said EAGAIN (or a read came back short). One goroutine may
+ * wait for reading and one for writing at a time. */
+struct rt_pollfd;
+
+/* Registers fd (non-blocking); 0 or a negative code. */
+int rt_pollfd_open(int fd, struct rt_pollfd **out);
+
+/* Goroutine only: parks until fd is ready for `events` (RT_READ, RT_WRITE
+ * or both). Returns the ready events (> 0), -ETIMEDOUT, -ECANCELED, or
+ * -EBUSY when another goroutine already waits for the same direction. */
+int rt_pollfd_wait(struct rt_pollfd *pfd, short events, int64_t deadline);
+
+/* Unregisters and frees (NULL is fine). No goroutine may be waiting on it.
+ * Does not close the fd. */
+void rt_pollfd_close(struct rt_pollfd *pfd);
+
 /* Returns a pidfd for child `pid` (close it when done), or a negative code. */
 int rt_pidfd_open(pid_t pid);
 

@@ -846,7 +846,13 @@ top:
 		if (g)
 			goto found;
 	}
-	if (netpoll_has_waiters() && netpoll_try_own()) {
+	/* Goroutines ready on I/O come before stealing, but when every other
+	 * worker is idle this one is about to block in the poller anyway:
+	 * a non-blocking poll first would be one more system call per
+	 * request served. */
+	if (netpoll_has_waiters() &&
+	    atomic_load(&sched.nidle) < atomic_load(&sched.maxprocs) - 1 &&
+	    netpoll_try_own()) {
 		netpoll_poll(p, false);
 		netpoll_disown();
 		if ((g = collected_take(p)))
