@@ -174,6 +174,12 @@ int rt_waitq_park(struct rt_waitq *q, struct rt_waiter *w, unsigned flags,
 #define RT_WQ_FRONT 1u    /* queue at the front (a waiter that lost a race) */
 #define RT_WQ_NOCANCEL 2u /* rt_cancel does not end this wait (see rt_mutex_lock_nocancel) */
 
+/* As rt_waitq_park, for a queue guarded by `lock` instead of q->lock
+ * (several queues under one lock). */
+int rt_waitq_park_under(struct rt_waitq *q, rt_spin *lock, struct rt_waiter *w,
+			unsigned flags, int64_t deadline, const char *reason,
+			const void *obj);
+
 /* With q->lock held: removes and returns the first waiter, or NULL. */
 struct rt_waiter *rt_waitq_pop(struct rt_waitq *q);
 
@@ -212,13 +218,17 @@ void rt_mutex_lock_nocancel(struct rt_mutex *m);
 int rt_mutex_trylock(struct rt_mutex *m);                /* 0 or -EBUSY */
 int rt_mutex_unlock(struct rt_mutex *m);                 /* 0 or -ENOTLOCKED */
 
-/* sync.RWMutex: any number of readers or one writer. Once anyone waits, new
- * arrivals queue behind (so a waiting writer blocks new readers), and grants
- * are made in arrival order: the head writer alone, or the run of readers at
- * the head together. Zero-initialized is valid. */
+/* sync.RWMutex: any number of readers or one writer. Writers are served
+ * in arrival order; a writer waiting for readers blocks new readers (no
+ * writer starvation), and when a writer unlocks, the readers that waited
+ * during its turn go in together before the next writer (no reader
+ * starvation): Go's semantics (rwmutex.c says why not strict FIFO).
+ * Zero-initialized is valid. */
 struct rt_rwmutex {
 	atomic_ullong state;
-	struct rt_waitq q;
+	struct rt_waitq q;  /* writers; q.lock guards rq and nrq too */
+	struct rt_waitq rq; /* readers */
+	uint32_t nrq;
 };
 
 int rt_rwmutex_rlock(struct rt_rwmutex *rw, int64_t deadline);

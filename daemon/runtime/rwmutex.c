@@ -1,62 +1,105 @@
-/* rwmutex.c: rt_rwmutex, sync.RWMutex with first-come, first-served grants.
+/* rwmutex.c: rt_rwmutex, Go's sync.RWMutex semantics, phase-fair.
  *
- * state: WRITER | WAITERS | reader count. Without waiters, rlock is one
- * compare-and-swap that adds a reader, lock one that sets WRITER from zero.
- * As soon as anyone waits, WAITERS is set and every newcomer queues, readers
- * included: so a waiting writer blocks new readers (no writer starvation),
- * and grants go in arrival order: the writer at the head alone, or the run
- * of readers at the head together. Grants are handed over: the releaser sets
- * the state on the waiter's behalf before waking it, so nobody can slip in
- * between.
+ * Any number of readers or one writer. Writers are served first come,
+ * first served among themselves. The writer at the head of the writers'
+ * queue, while readers hold the lock, is *pending*: from then on new
+ * readers wait (a waiting writer blocks new readers, so writers never
+ * starve), and it gets the lock when the last reader leaves. When a writer
+ * unlocks, every reader that waited during its turn is let in together,
+ * before the next writer, which becomes pending behind them (so readers
+ * never starve either). This is what Go's RWMutex does; the grants go in
+ * phases, a writer, then the readers that queued behind it, and so on.
  *
- * WAITERS is set and cleared only with q.lock held, and grants are made only
- * under it; fast paths never touch a state with WAITERS set, except the
- * readers' release (a decrement), which is why grant_unlock re-reads the
- * state. */
+ * Rejected: one strict FIFO queue for readers and writers alike (a reader
+ * that finds anyone queued must queue too). Under a steady mix it is a
+ * convoy: with a writer always somewhere in the queue, every operation
+ * parks, which bench/ measured at 5-23x Go's cost per operation. gorod's
+ * named mutexes (daemon/rwmutex.c) are strictly FIFO, where fairness
+ * between processes matters more and a round trip costs microseconds.
+ *
+ * state: reader count | WRITER (held) | PENDING (the head writer waits for
+ * readers) | WAITERS (someone is queued: unlock must take the slow path).
+ * Fast paths: rlock adds a reader while neither WRITER nor PENDING is set;
+ * lock sets WRITER on a state of 0. Everything else changes under q.lock,
+ * which guards both queues: q for writers (w->data marks the pending one)
+ * and rq for readers. settle_unlock()
+ * makes every grant the state allows, and wakes the grantees after the
+ * lock is released (touching nothing of rw after a wake that succeeded: a
+ * woken goroutine may return and free rw). */
 #include "internal.h"
 
 #define RW_WRITER (1ULL << 62)
-#define RW_WAITERS (1ULL << 61)
-#define RW_READERS ((1ULL << 61) - 1)
-#define MODE_READ 1
-#define MODE_WRITE 2
+#define RW_PENDING (1ULL << 61)
+#define RW_WAITERS (1ULL << 60)
+#define RW_READERS ((1ULL << 60) - 1)
+#define W_PENDING 1u /* waiter data: this writer is the pending one */
 
-/* q.lock held, and released here: grants to the head of the queue what the
- * state allows (the writer alone, or the run of readers), then wakes the
- * grantees. The wakes come after the unlock, and nothing of rw is touched
- * after the wakes unless one failed: a woken goroutine may return and free
- * rw. A failed wake (the waiter is leaving on a deadline or a cancel) means
- * its grant was never taken: it is undone under the lock and the queue is
- * granted again. rw is then still alive, since that waiter is still inside
- * rw_acquire. */
-static void grant_unlock(struct rt_rwmutex *rw)
+/* q.lock held, and released here: grants what the state allows: the
+ * pending writer once readers are gone; when no writer holds or pends,
+ * every waiting reader, then the head writer (granted, or made pending
+ * behind those readers). A grant whose wake fails (the waiter is leaving
+ * on a deadline or cancel) is undone and the state settled again; rw is
+ * still alive then, since that waiter is still inside rw_acquire. */
+static void settle_unlock(struct rt_rwmutex *rw)
 {
 	for (;;) {
-		struct rt_waiter *head = NULL, **tail = &head, *w;
-		unsigned long long undo = 0;
+		struct rt_waiter *wake = NULL, **tail = &wake, *w, *grant, *pend;
+		unsigned long long s, ns, undo = 0;
+		uint64_t nrel;
 
-		while ((w = rw->q.head)) {
-			unsigned long long s = atomic_load(&rw->state);
-			if (s & RW_WRITER)
-				break;
-			if (w->data == MODE_WRITE && (s & RW_READERS))
-				break;
-			rt_waitq_remove(&rw->q, w);
-			atomic_fetch_add(&rw->state, w->data == MODE_WRITE ? RW_WRITER : 1);
-			*tail = w;
-			tail = &w->next;
-			if (w->data == MODE_WRITE)
-				break;
+		struct rt_waiter *head_writer = rw->q.head;
+
+		s = atomic_load(&rw->state);
+		do {
+			grant = pend = NULL;
+			nrel = 0;
+			ns = s;
+			if (s & RW_WRITER) {
+				/* the holder settles when it unlocks */
+			} else if (s & RW_PENDING) {
+				if (!(s & RW_READERS)) {
+					grant = head_writer;
+					ns = (ns & ~RW_PENDING) | RW_WRITER;
+				}
+			} else {
+				nrel = rw->nrq;
+				ns += nrel;
+				if (head_writer) {
+					if (ns & RW_READERS) {
+						pend = head_writer;
+						ns |= RW_PENDING;
+					} else {
+						grant = head_writer;
+						ns |= RW_WRITER;
+					}
+				}
+			}
+			bool writers_left = head_writer && (head_writer != grant || head_writer->next);
+			bool readers_left = !nrel && rw->nrq;
+			ns = writers_left || readers_left ? ns | RW_WAITERS : ns & ~RW_WAITERS;
+		} while (ns != s && !atomic_compare_exchange_weak(&rw->state, &s, ns));
+
+		if (nrel) {
+			while ((w = rt_waitq_pop(&rw->rq))) {
+				*tail = w;
+				tail = &w->next;
+			}
+			rw->nrq = 0;
 		}
-		if (rt_waitq_empty(&rw->q))
-			atomic_fetch_and(&rw->state, ~RW_WAITERS);
+		if (grant) {
+			rt_waitq_remove(&rw->q, grant);
+			*tail = grant;
+			tail = &grant->next;
+		}
+		if (pend)
+			pend->data |= W_PENDING;
 		rt_spin_unlock(&rw->q.lock);
 
-		while ((w = head)) {
-			unsigned long long grant = w->data == MODE_WRITE ? RW_WRITER : 1;
-			head = w->next; /* w may be gone once woken */
+		while ((w = wake)) {
+			bool writer = w == grant;
+			wake = w->next; /* w may be gone once woken */
 			if (!rt_waitq_wake(w, 0))
-				undo += grant;
+				undo += writer ? RW_WRITER : 1;
 		}
 		if (!undo)
 			return;
@@ -65,71 +108,89 @@ static void grant_unlock(struct rt_rwmutex *rw)
 	}
 }
 
-static bool try_fast(struct rt_rwmutex *rw, int mode)
+int rt_rwmutex_tryrlock(struct rt_rwmutex *rw)
 {
 	unsigned long long s = atomic_load_explicit(&rw->state, memory_order_relaxed);
 
-	if (mode == MODE_WRITE) {
-		s = 0;
-		return atomic_compare_exchange_strong_explicit(&rw->state, &s, RW_WRITER,
-							       memory_order_acquire,
-							       memory_order_relaxed);
-	}
-	while (!(s & (RW_WRITER | RW_WAITERS)))
+	while (!(s & (RW_WRITER | RW_PENDING)))
 		if (atomic_compare_exchange_weak_explicit(&rw->state, &s, s + 1,
 							  memory_order_acquire,
 							  memory_order_relaxed))
-			return true;
-	return false;
-}
-
-static int rw_acquire(struct rt_rwmutex *rw, int mode, int64_t deadline)
-{
-	struct rt_waiter w = { .data = (uintptr_t)mode };
-	int r;
-
-	if (likely(try_fast(rw, mode)))
-		return 0;
-	rt_spin_lock(&rw->q.lock);
-	/* Set WAITERS first: from then on the state only changes under
-	 * q.lock (or by a reader leaving), so the check below holds. */
-	atomic_fetch_or(&rw->state, RW_WAITERS);
-	if (rt_waitq_empty(&rw->q)) {
-		unsigned long long s = atomic_load(&rw->state);
-		bool free = mode == MODE_WRITE ? !(s & (RW_WRITER | RW_READERS))
-					       : !(s & RW_WRITER);
-		if (free) {
-			atomic_fetch_add(&rw->state, mode == MODE_WRITE ? RW_WRITER : 1);
-			atomic_fetch_and(&rw->state, ~RW_WAITERS);
-			rt_spin_unlock(&rw->q.lock);
 			return 0;
-		}
-	}
-	r = rt_waitq_park(&rw->q, &w, false, deadline,
-			  mode == MODE_WRITE ? "rwmutex.lock" : "rwmutex.rlock", rw);
-	if (r < 0) /* leaving may let those behind us in (readers behind a writer) */
-		grant_unlock(rw);
-	return r;
-}
-
-int rt_rwmutex_rlock(struct rt_rwmutex *rw, int64_t deadline)
-{
-	return rw_acquire(rw, MODE_READ, deadline);
-}
-
-int rt_rwmutex_lock(struct rt_rwmutex *rw, int64_t deadline)
-{
-	return rw_acquire(rw, MODE_WRITE, deadline);
-}
-
-int rt_rwmutex_tryrlock(struct rt_rwmutex *rw)
-{
-	return try_fast(rw, MODE_READ) ? 0 : -EBUSY;
+	return -EBUSY;
 }
 
 int rt_rwmutex_trylock(struct rt_rwmutex *rw)
 {
-	return try_fast(rw, MODE_WRITE) ? 0 : -EBUSY;
+	unsigned long long s = 0;
+
+	return atomic_compare_exchange_strong_explicit(&rw->state, &s, RW_WRITER,
+						       memory_order_acquire,
+						       memory_order_relaxed) ? 0 : -EBUSY;
+}
+
+int rt_rwmutex_rlock(struct rt_rwmutex *rw, int64_t deadline)
+{
+	struct rt_waiter w = { 0 };
+	unsigned long long s;
+	int r;
+
+	if (likely(rt_rwmutex_tryrlock(rw) == 0))
+		return 0;
+	rt_spin_lock(&rw->q.lock);
+	s = atomic_load(&rw->state);
+	for (;;) {
+		if (!(s & (RW_WRITER | RW_PENDING))) {
+			if (atomic_compare_exchange_weak(&rw->state, &s, s + 1)) {
+				rt_spin_unlock(&rw->q.lock);
+				return 0;
+			}
+		} else if (atomic_compare_exchange_weak(&rw->state, &s, s | RW_WAITERS)) {
+			break;
+		}
+	}
+	rw->nrq++;
+	r = rt_waitq_park_under(&rw->rq, &rw->q.lock, &w, 0, deadline, "rwmutex.rlock", rw);
+	if (r < 0) {
+		rw->nrq--;
+		settle_unlock(rw); /* only WAITERS may need clearing */
+	}
+	return r;
+}
+
+int rt_rwmutex_lock(struct rt_rwmutex *rw, int64_t deadline)
+{
+	struct rt_waiter w = { 0 };
+	unsigned long long s, ns;
+	int r;
+
+	if (likely(rt_rwmutex_trylock(rw) == 0))
+		return 0;
+	rt_spin_lock(&rw->q.lock);
+	s = atomic_load(&rw->state);
+	do {
+		if (!(s & (RW_WRITER | RW_PENDING | RW_READERS)) && rt_waitq_empty(&rw->q)) {
+			ns = s | RW_WRITER;
+		} else {
+			/* First writer in line while only readers hold: pending. */
+			bool pend = rt_waitq_empty(&rw->q) && !(s & (RW_WRITER | RW_PENDING));
+			ns = s | RW_WAITERS | (pend ? RW_PENDING : 0);
+		}
+	} while (!atomic_compare_exchange_weak(&rw->state, &s, ns));
+	if (ns & RW_WRITER && !(s & RW_WRITER)) {
+		rt_spin_unlock(&rw->q.lock);
+		return 0;
+	}
+	if ((ns & RW_PENDING) && !(s & RW_PENDING))
+		w.data |= W_PENDING;
+	r = rt_waitq_park(&rw->q, &w, 0, deadline, "rwmutex.lock", rw);
+	if (r < 0) {
+		/* Leaving while pending lets the readers behind in. */
+		if (w.data & W_PENDING)
+			atomic_fetch_and(&rw->state, ~RW_PENDING);
+		settle_unlock(rw);
+	}
+	return r;
 }
 
 int rt_rwmutex_runlock(struct rt_rwmutex *rw)
@@ -144,7 +205,7 @@ int rt_rwmutex_runlock(struct rt_rwmutex *rw)
 							memory_order_relaxed));
 	if ((s & RW_WAITERS) && ((s - 1) & RW_READERS) == 0) {
 		rt_spin_lock(&rw->q.lock);
-		grant_unlock(rw);
+		settle_unlock(rw);
 	}
 	return 0;
 }
@@ -161,6 +222,6 @@ int rt_rwmutex_unlock(struct rt_rwmutex *rw)
 		return GORO_ENOTLOCKED;
 	rt_spin_lock(&rw->q.lock);
 	atomic_fetch_and(&rw->state, ~RW_WRITER);
-	grant_unlock(rw);
+	settle_unlock(rw);
 	return 0;
 }

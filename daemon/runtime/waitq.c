@@ -86,6 +86,13 @@ bool rt_waitq_wake(struct rt_waiter *w, int result)
 int rt_waitq_park(struct rt_waitq *q, struct rt_waiter *w, unsigned flags,
 		  int64_t deadline, const char *reason, const void *obj)
 {
+	return rt_waitq_park_under(q, &q->lock, w, flags, deadline, reason, obj);
+}
+
+int rt_waitq_park_under(struct rt_waitq *q, rt_spin *lock, struct rt_waiter *w,
+			unsigned flags, int64_t deadline, const char *reason,
+			const void *obj)
+{
 	struct g *g = sched_current_g();
 	int r;
 
@@ -103,7 +110,7 @@ int rt_waitq_park(struct rt_waitq *q, struct rt_waiter *w, unsigned flags,
 	waitq_link(q, w, flags & RT_WQ_FRONT);
 
 	struct park pk = {
-		.unlock = &q->lock,
+		.unlock = lock,
 		.fd = -1,
 		.deadline = deadline,
 		.reason = reason,
@@ -112,7 +119,7 @@ int rt_waitq_park(struct rt_waitq *q, struct rt_waiter *w, unsigned flags,
 	};
 	r = sched_park(&pk);
 	if (r == -ETIMEDOUT || r == -ECANCELED) {
-		rt_spin_lock(&q->lock);
+		rt_spin_lock(lock);
 		if (w->linked)
 			rt_waitq_remove(q, w);
 	}
