@@ -260,6 +260,10 @@ int netpoll_result(struct g *g);
 void netpoll_disarm(struct g *g);
 void netpoll_g_free(struct g *g);
 
+/* mutex.c: spin a little more before parking? (Go's sync_runtime_canSpin:
+ * several CPUs, and nothing else to run here.) */
+bool rt_can_spin(int spins);
+
 /* sysmon.c */
 int sysmon_start(void);
 void sysmon_stop(void);

@@ -20,7 +20,7 @@
 #define M_HANDOFF 1 /* wake result: the lock is yours */
 #define STARVING_NS (1000 * 1000LL)
 
-static bool can_spin(int spins)
+bool rt_can_spin(int spins)
 {
 	struct p *p = sched_current_p();
 
@@ -44,7 +44,7 @@ static int mutex_lock_slow(struct rt_mutex *m, int64_t deadline, unsigned flags)
 				return 0;
 			continue;
 		}
-		if (can_spin(spins)) {
+		if (rt_can_spin(spins)) {
 			for (int i = 0; i < 30; i++)
 				cpu_relax();
 			spins++;

@@ -228,7 +228,8 @@ struct rt_rwmutex {
 	atomic_ullong state;
 	struct rt_waitq q;  /* writers; q.lock guards rq and nrq too */
 	struct rt_waitq rq; /* readers */
-	uint32_t nrq;
+	uint32_t nrq;       /* readers in rq */
+	uint32_t nretry;    /* writers woken to try again (see rwmutex.c) */
 };
 
 int rt_rwmutex_rlock(struct rt_rwmutex *rw, int64_t deadline);

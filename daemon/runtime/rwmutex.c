@@ -33,6 +33,7 @@
 #define RW_WAITERS (1ULL << 60)
 #define RW_READERS ((1ULL << 60) - 1)
 #define W_PENDING 1u /* waiter data: this writer is the pending one */
+#define W_RETRY 1    /* wake result: not granted, run the acquire again */
 
 /* q.lock held, and released here: grants what the state allows: the
  * pending writer once readers are gone; when no writer holds or pends,
@@ -43,19 +44,18 @@
 static void settle_unlock(struct rt_rwmutex *rw)
 {
 	for (;;) {
-		struct rt_waiter *wake = NULL, **tail = &wake, *w, *grant, *pend;
-		unsigned long long s, ns, undo = 0;
-		uint64_t nrel;
-
+		struct rt_waiter *wake = NULL, **tail = &wake, *w, *grant, *retry;
 		struct rt_waiter *head_writer = rw->q.head;
+		unsigned long long s, ns, undo = 0;
+		uint32_t nrel, undo_retry = 0;
 
 		s = atomic_load(&rw->state);
 		do {
-			grant = pend = NULL;
+			grant = retry = NULL;
 			nrel = 0;
 			ns = s;
-			if (s & RW_WRITER) {
-				/* the holder settles when it unlocks */
+			if ((s & RW_WRITER) || rw->nretry) {
+				/* the holder, or the writer woken to retry, settles */
 			} else if (s & RW_PENDING) {
 				if (!(s & RW_READERS)) {
 					grant = head_writer;
@@ -64,19 +64,18 @@ static void settle_unlock(struct rt_rwmutex *rw)
 			} else {
 				nrel = rw->nrq;
 				ns += nrel;
-				if (head_writer) {
-					if (ns & RW_READERS) {
-						pend = head_writer;
-						ns |= RW_PENDING;
-					} else {
-						grant = head_writer;
-						ns |= RW_WRITER;
-					}
-				}
+				if (head_writer && (ns & RW_READERS))
+					retry = head_writer;
+				else if (head_writer)
+					grant = head_writer;
+				if (grant)
+					ns |= RW_WRITER;
 			}
-			bool writers_left = head_writer && (head_writer != grant || head_writer->next);
+			struct rt_waiter *out = grant ? grant : retry;
+			bool writers_left = head_writer && (head_writer != out || head_writer->next);
 			bool readers_left = !nrel && rw->nrq;
-			ns = writers_left || readers_left ? ns | RW_WAITERS : ns & ~RW_WAITERS;
+			bool busy = writers_left || readers_left || retry || rw->nretry;
+			ns = busy ? ns | RW_WAITERS : ns & ~RW_WAITERS;
 		} while (ns != s && !atomic_compare_exchange_weak(&rw->state, &s, ns));
 
 		if (nrel) {
@@ -86,25 +85,30 @@ static void settle_unlock(struct rt_rwmutex *rw)
 			}
 			rw->nrq = 0;
 		}
-		if (grant) {
-			rt_waitq_remove(&rw->q, grant);
-			*tail = grant;
-			tail = &grant->next;
+		if (grant || retry) {
+			rt_waitq_remove(&rw->q, grant ? grant : retry);
+			*tail = grant ? grant : retry;
+			tail = &(*tail)->next;
 		}
-		if (pend)
-			pend->data |= W_PENDING;
+		if (retry)
+			rw->nretry++;
 		rt_spin_unlock(&rw->q.lock);
 
 		while ((w = wake)) {
-			bool writer = w == grant;
+			bool writer = w == grant, retrying = w == retry;
 			wake = w->next; /* w may be gone once woken */
-			if (!rt_waitq_wake(w, 0))
-				undo += writer ? RW_WRITER : 1;
+			if (!rt_waitq_wake(w, retrying ? W_RETRY : 0)) {
+				if (retrying)
+					undo_retry++;
+				else
+					undo += writer ? RW_WRITER : 1;
+			}
 		}
-		if (!undo)
+		if (!undo && !undo_retry)
 			return;
 		rt_spin_lock(&rw->q.lock);
 		atomic_fetch_sub(&rw->state, undo);
+		rw->nretry -= undo_retry;
 	}
 }
 
@@ -129,13 +133,27 @@ int rt_rwmutex_trylock(struct rt_rwmutex *rw)
 						       memory_order_relaxed) ? 0 : -EBUSY;
 }
 
+/* A contended lock is usually held for a few instructions by a goroutine
+ * on another CPU: retrying for a moment costs less than parking and being
+ * woken (as sync.Mutex does; mutex.c has the same rule). */
+static bool spin_for(struct rt_rwmutex *rw, int (*try)(struct rt_rwmutex *))
+{
+	for (int spins = 0; rt_can_spin(spins); spins++) {
+		for (int i = 0; i < 30; i++)
+			cpu_relax();
+		if (try(rw) == 0)
+			return true;
+	}
+	return false;
+}
+
 int rt_rwmutex_rlock(struct rt_rwmutex *rw, int64_t deadline)
 {
 	struct rt_waiter w = { 0 };
 	unsigned long long s;
 	int r;
 
-	if (likely(rt_rwmutex_tryrlock(rw) == 0))
+	if (likely(rt_rwmutex_tryrlock(rw) == 0) || spin_for(rw, rt_rwmutex_tryrlock))
 		return 0;
 	rt_spin_lock(&rw->q.lock);
 	s = atomic_load(&rw->state);
@@ -162,34 +180,45 @@ int rt_rwmutex_lock(struct rt_rwmutex *rw, int64_t deadline)
 {
 	struct rt_waiter w = { 0 };
 	unsigned long long s, ns;
+	unsigned flags = 0;
 	int r;
 
-	if (likely(rt_rwmutex_trylock(rw) == 0))
+	if (likely(rt_rwmutex_trylock(rw) == 0) || spin_for(rw, rt_rwmutex_trylock))
 		return 0;
 	rt_spin_lock(&rw->q.lock);
-	s = atomic_load(&rw->state);
-	do {
-		if (!(s & (RW_WRITER | RW_PENDING | RW_READERS)) && rt_waitq_empty(&rw->q)) {
-			ns = s | RW_WRITER;
-		} else {
-			/* First writer in line while only readers hold: pending. */
-			bool pend = rt_waitq_empty(&rw->q) && !(s & (RW_WRITER | RW_PENDING));
-			ns = s | RW_WAITERS | (pend ? RW_PENDING : 0);
+	for (;;) {
+		/* A writer woken to retry was at the head: it is still first.
+		 * A newcomer is first only if no writer is queued or retrying. */
+		bool first = (flags & RT_WQ_FRONT) || (rt_waitq_empty(&rw->q) && !rw->nretry);
+
+		s = atomic_load(&rw->state);
+		do {
+			if (first && !(s & (RW_WRITER | RW_PENDING | RW_READERS)))
+				ns = s | RW_WRITER;
+			else /* first in line while readers hold: pending */
+				ns = s | RW_WAITERS |
+				     (first && !(s & (RW_WRITER | RW_PENDING)) ? RW_PENDING : 0);
+		} while (!atomic_compare_exchange_weak(&rw->state, &s, ns));
+		if ((ns & RW_WRITER) && !(s & RW_WRITER)) {
+			settle_unlock(rw); /* WAITERS may need clearing */
+			return 0;
 		}
-	} while (!atomic_compare_exchange_weak(&rw->state, &s, ns));
-	if (ns & RW_WRITER && !(s & RW_WRITER)) {
-		rt_spin_unlock(&rw->q.lock);
-		return 0;
+		w.data = (ns & RW_PENDING) && !(s & RW_PENDING) ? W_PENDING : 0;
+		r = rt_waitq_park_under(&rw->q, &rw->q.lock, &w, flags, deadline,
+					"rwmutex.lock", rw);
+		if (r == 0)
+			return 0;
+		if (r < 0)
+			break;
+		/* Woken to retry: readers came in meanwhile; in again, first. */
+		rt_spin_lock(&rw->q.lock);
+		rw->nretry--;
+		flags |= RT_WQ_FRONT;
 	}
-	if ((ns & RW_PENDING) && !(s & RW_PENDING))
-		w.data |= W_PENDING;
-	r = rt_waitq_park(&rw->q, &w, 0, deadline, "rwmutex.lock", rw);
-	if (r < 0) {
-		/* Leaving while pending lets the readers behind in. */
-		if (w.data & W_PENDING)
-			atomic_fetch_and(&rw->state, ~RW_PENDING);
-		settle_unlock(rw);
-	}
+	/* Leaving while pending lets the readers behind in. */
+	if (w.data & W_PENDING)
+		atomic_fetch_and(&rw->state, ~RW_PENDING);
+	settle_unlock(rw);
 	return r;
 }
 
