@@ -189,6 +189,12 @@ void nmutex_release_dead(struct grant *g);
 void nsem_release_dead(struct grant *g);
 void nwg_lease_lost(struct lease *l);
 bool nwg_expired(void *prim, int64_t now);
+bool nmutex_expired(void *prim, int64_t now);
+bool nsem_expired(void *prim, int64_t now);
+
+/* How long a mutex or semaphore whose holder died keeps that mark for its
+ * next user when nobody comes (then it is forgotten like any idle name). */
+#define OWNER_DIED_KEEP_NS (600 * 1000000000LL)
 int64_t nsem_capacity(const char *name, size_t len);
 size_t nmutex_waiters(void *prim);
 

@@ -102,7 +102,8 @@ static void log_stats(void)
 		(unsigned long long)st.steals, (unsigned long long)st.stacks);
 }
 
-/* Forgets lost WaitGroups nobody asked about for 10 minutes (wg.c). */
+/* Forgets lost WaitGroups, and mutexes and semaphores whose owner died,
+ * that nobody asked about for 10 minutes (wg.c, rwmutex.c, sem.c). */
 static struct rt_gref sweeper_g;
 static struct rt_wg sweeper_wg;
 
@@ -110,7 +111,10 @@ static void sweeper(void *unused)
 {
 	while (rt_sleep(rt_deadline_ms(10000)) == 0) {
 		rt_mutex_lock_nocancel(&names_lock);
-		names_sweep(PRIM_WG, nwg_expired, rt_now());
+		int64_t now = rt_now();
+		names_sweep(PRIM_WG, nwg_expired, now);
+		names_sweep(PRIM_MUTEX, nmutex_expired, now);
+		names_sweep(PRIM_SEM, nsem_expired, now);
 		rt_mutex_unlock(&names_lock);
 	}
 	rt_wg_done(&sweeper_wg);

@@ -19,6 +19,7 @@ struct nmutex {
 	int nreaders;
 	bool writer;
 	bool owner_died;
+	int64_t died_ns;     /* when owner_died was set */
 	struct nwait *queue;
 };
 
@@ -136,8 +137,13 @@ void nmutex_release_dead(struct grant *g)
 		m->writer = false;
 	else
 		m->nreaders--;
+	/* A reader cannot have left the guarded data half-updated: only a
+	 * writer's death is passed on as owner_died. */
+	if (g->write) {
+		m->owner_died = true;
+		m->died_ns = rt_now();
+	}
 	grant_free(&m->holders, g);
-	m->owner_died = true;
 	grant_queue(m);
 	maybe_drop(m);
 }
@@ -165,4 +171,18 @@ size_t nmutex_waiters(void *prim)
 	for (struct nwait *w = ((struct nmutex *)prim)->queue; w; w = w->next)
 		n++;
 	return n;
+}
+
+/* The sweeper forgets a mutex whose owner died and that nobody used
+ * since, after OWNER_DIED_KEEP_NS: the mark is kept for the next user that
+ * long, and memory does not grow with every name whose holder crashed. */
+bool nmutex_expired(void *prim, int64_t now)
+{
+	struct nmutex *m = prim;
+
+	if (m->owner_died && !m->holders && !m->queue && now - m->died_ns > OWNER_DIED_KEEP_NS) {
+		m->owner_died = false;
+		return true;
+	}
+	return false;
 }

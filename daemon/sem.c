@@ -13,6 +13,7 @@ struct nsem {
 	int64_t capacity, used;
 	struct grant *holders;
 	bool owner_died;
+	int64_t died_ns;     /* when owner_died was set */
 	struct nwait *queue;
 };
 
@@ -123,5 +124,20 @@ void nsem_release_dead(struct grant *g)
 	struct nsem *m = g->prim;
 
 	m->owner_died = true;
+	m->died_ns = rt_now();
 	release(m, g);
+}
+
+/* The sweeper forgets a semaphore whose owner died and that nobody used
+ * since, after OWNER_DIED_KEEP_NS: the mark is kept for the next user that
+ * long, and memory does not grow with every name whose holder crashed. */
+bool nsem_expired(void *prim, int64_t now)
+{
+	struct nsem *m = prim;
+
+	if (m->owner_died && !m->holders && !m->queue && now - m->died_ns > OWNER_DIED_KEEP_NS) {
+		m->owner_died = false;
+		return true;
+	}
+	return false;
 }

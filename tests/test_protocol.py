@@ -14,6 +14,7 @@ usage: test_protocol.py BUILD_DIR SOURCE_DIR
 
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -104,6 +105,9 @@ class Gorod:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return None
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Client:
@@ -429,10 +433,41 @@ def test_bad_input(g):
     c.close()
 
 
+def test_socket_rules(g):
+    # A second gorod on a live socket refuses to start and leaves it alone.
+    p = subprocess.run([GOROD, "--socket", g.path], capture_output=True, text=True,
+                       timeout=TIMEOUT)
+    ok(p.returncode != 0 and "already running" in p.stderr,
+       "a second gorod on the same socket refuses to start", p.stderr)
+    c = Client(g.path)
+    is_(c.call("stats")[0], None, "and the first still answers")
+    c.close()
+    mode = os.stat(g.path).st_mode & 0o777
+    is_(mode, 0o660 if os.geteuid() == 0 else 0o600, "the socket's mode")
+    # A stale socket file (nobody listening) is replaced.
+    d = tempfile.mkdtemp(prefix="gorod-test-")
+    stale = os.path.join(d, "stale.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(stale)
+    s.close()
+    g2 = None
+    try:
+        g2 = Gorod("--socket", stale)
+        c = Client(stale)
+        is_(c.call("stats")[0], None, "a stale socket file is replaced and served")
+        c.close()
+    except RuntimeError as e:
+        ok(False, "a stale socket file is replaced and served", str(e))
+    finally:
+        if g2:
+            is_(g2.stop(), 0, "that gorod stops cleanly")
+
+
 def main():
     test_methods_documented()
     g = Gorod()
     try:
+        test_socket_rules(g)
         test_hello_and_encodings(g)
         test_waitgroups(g)
         test_mutexes(g)
@@ -452,6 +487,8 @@ def main():
             for line in f.read().splitlines()[-60:]:
                 print("# " + line)
     ok(not os.path.exists(g.path), "and removes its socket")
+    if _failed == 0:
+        g.cleanup()
     print(f"1..{_n}")
     sys.exit(1 if _failed else 0)
 

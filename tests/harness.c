@@ -1,0 +1,515 @@
+/* harness.c: starts, watches and stops a real gorod for the end-to-end
+ * tests (harness.h).
+ *
+ * Waiting on a child: a pidfd (pidfd_open, Linux 5.3) becomes readable
+ * when the process exits, so poll() waits for "READY=1 or died" and for
+ * "exited or deadline" without a sleep. A kernel without pidfds gets the
+ * same waits in slices of 10 ms with waitpid(WNOHANG). */
+#include "harness.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tap.h"
+
+int64_t harness_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Milliseconds left until deadline, at least 0. */
+static int ms_left(int64_t deadline)
+{
+	int64_t left = deadline - harness_now_ms();
+
+	return left < 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
+}
+
+/* A pidfd for child pid, or -1 when the kernel has none. */
+static int pidfd_of(pid_t pid)
+{
+#ifdef SYS_pidfd_open
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+	(void)pid;
+	errno = ENOSYS;
+	return -1;
+#endif
+}
+
+int harness_wait_pid(pid_t pid, int timeout_ms, int *status)
+{
+	int64_t deadline = harness_now_ms() + timeout_ms;
+	int pfd = pidfd_of(pid), st;
+
+	for (;;) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+
+		if (r == pid) {
+			if (pfd >= 0)
+				close(pfd);
+			if (status)
+				*status = st;
+			return 0;
+		}
+		if (r < 0 && errno != EINTR) {
+			int e = errno;
+
+			if (pfd >= 0)
+				close(pfd);
+			return -e;
+		}
+		if (ms_left(deadline) == 0) {
+			if (pfd >= 0)
+				close(pfd);
+			return -ETIMEDOUT;
+		}
+		if (pfd >= 0) {
+			struct pollfd p = { .fd = pfd, .events = POLLIN };
+
+			poll(&p, 1, ms_left(deadline));
+		} else {
+			poll(NULL, 0, ms_left(deadline) < 10 ? ms_left(deadline) : 10);
+		}
+	}
+}
+
+void harness_kill_all(const pid_t *pids, int n)
+{
+	for (int i = 0; i < n; i++) {
+		if (pids[i] <= 0)
+			continue;
+		kill(pids[i], SIGKILL);
+		while (waitpid(pids[i], NULL, 0) < 0 && errno == EINTR)
+			;
+	}
+}
+
+int harness_reap_all(pid_t *pids, int n, int timeout_ms, const char *what)
+{
+	int64_t deadline = harness_now_ms() + timeout_ms;
+	int bad = 0;
+
+	for (int i = 0; i < n; i++) {
+		int st = 0, r = harness_wait_pid(pids[i], ms_left(deadline), &st);
+
+		if (r == -ETIMEDOUT) {
+			diag("%s: child %d (pid %d) still runs after %d ms: killing the rest",
+			     what, i, (int)pids[i], timeout_ms);
+			harness_kill_all(pids + i, n - i);
+			for (int j = i; j < n; j++)
+				pids[j] = 0;
+			return bad + n - i;
+		}
+		if (r < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+			if (bad++ == 0)
+				diag("%s: child %d exited with wait status %#x (%s)", what, i,
+				     r < 0 ? 0 : st, r < 0 ? strerror(-r) : "reaped");
+		}
+		pids[i] = 0;
+	}
+	return bad;
+}
+
+int harness_read_full(int fd, void *buf, size_t len, int timeout_ms)
+{
+	int64_t deadline = harness_now_ms() + timeout_ms;
+	size_t off = 0;
+
+	while (off < len) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+		int r = poll(&p, 1, ms_left(deadline));
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return -ETIMEDOUT;
+		n = read(fd, (char *)buf + off, len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EPIPE;
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+int harness_write_full(int fd, const void *buf, size_t len)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		ssize_t n = write(fd, (const char *)buf + off, len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+/* ---- gorod ------------------------------------------------------------------- */
+
+/* Removes dir and the files in it (gorod makes no subdirectories). */
+static void remove_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		char p[512];
+
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+		unlink(p);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
+/* In the child: gorod with NOTIFY_SOCKET=notify, output to the log, a
+ * clean signal state. Does not return. */
+static void exec_gorod(const struct harness *h, const char *bin, const char *notify,
+		       const char *const *args)
+{
+	const char *argv[32] = { bin, "--socket", h->sock };
+	int n = 3, fd;
+	sigset_t none;
+
+	for (; args && *args && n < 31; args++)
+		argv[n++] = *args;
+	argv[n] = NULL;
+	fd = open(h->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+	if (fd >= 0) {
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		if (fd > STDERR_FILENO)
+			close(fd);
+	}
+	fd = open("/dev/null", O_RDONLY);
+	if (fd >= 0) {
+		dup2(fd, STDIN_FILENO);
+		if (fd > STDIN_FILENO)
+			close(fd);
+	}
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGPIPE, SIG_DFL);
+	setenv("NOTIFY_SOCKET", notify, 1);
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_PID");
+	execv(bin, (char *const *)argv);
+	fprintf(stderr, "harness: cannot run %s: %s\n", bin, strerror(errno));
+	_exit(127);
+}
+
+/* Whether a notify datagram says READY=1 (one of its lines). */
+static bool says_ready(char *msg)
+{
+	for (char *line = strtok(msg, "\n"); line; line = strtok(NULL, "\n"))
+		if (strcmp(line, "READY=1") == 0)
+			return true;
+	return false;
+}
+
+/* Waits at most timeout_ms for READY=1 on nfd while gorod lives. Returns
+ * 0, -ETIMEDOUT or -ECHILD (it exited: reaped into h->status). */
+static int wait_ready(struct harness *h, int nfd, int timeout_ms)
+{
+	int64_t deadline = harness_now_ms() + timeout_ms;
+	int pfd = pidfd_of(h->pid);
+	int r = -ETIMEDOUT;
+
+	for (;;) {
+		struct pollfd p[2] = { { .fd = nfd, .events = POLLIN },
+				       { .fd = pfd, .events = POLLIN } };
+		int slice = pfd >= 0 ? ms_left(deadline) : 10;
+
+		if (poll(p, pfd >= 0 ? 2 : 1, slice) < 0 && errno != EINTR)
+			break;
+		if (p[0].revents & POLLIN) {
+			char msg[4096];
+			ssize_t n = recv(nfd, msg, sizeof msg - 1, MSG_DONTWAIT);
+
+			if (n > 0) {
+				msg[n] = '\0';
+				if (says_ready(msg)) {
+					r = 0;
+					break;
+				}
+			}
+		}
+		if (waitpid(h->pid, &h->status, WNOHANG) == h->pid) {
+			h->pid = 0;
+			r = -ECHILD;
+			break;
+		}
+		if (ms_left(deadline) == 0)
+			break;
+	}
+	if (pfd >= 0)
+		close(pfd);
+	return r;
+}
+
+int harness_start(struct harness *h, const char *const *args, int timeout_ms)
+{
+	const char *bin = getenv("GOROD"), *tmp = getenv("TMPDIR");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int nfd = -1, r;
+
+	memset(h, 0, sizeof *h);
+	if (!bin || !*bin) {
+		diag("harness: $GOROD must name the gorod to test");
+		return -ENOENT;
+	}
+	/* The socket paths in it must fit a sockaddr_un (108 bytes). */
+	if (!tmp || !*tmp || strlen(tmp) > 60)
+		tmp = "/tmp";
+	snprintf(h->dir, sizeof h->dir, "%s/gorod-test-XXXXXX", tmp);
+	if (!mkdtemp(h->dir)) {
+		r = -errno;
+		diag("harness: mkdtemp %s: %s", h->dir, strerror(errno));
+		h->dir[0] = '\0';
+		return r;
+	}
+	if (snprintf(h->sock, sizeof h->sock, "%s/gorod.sock", h->dir) >= (int)sizeof h->sock ||
+	    snprintf(sa.sun_path, sizeof sa.sun_path, "%s/notify", h->dir) >=
+		    (int)sizeof sa.sun_path) {
+		r = -ENAMETOOLONG;
+		diag("harness: %s is too long a directory for a socket", h->dir);
+		goto fail;
+	}
+	snprintf(h->log, sizeof h->log, "%s/log", h->dir);
+	nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (nfd < 0 || bind(nfd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+		r = -errno;
+		diag("harness: the notify socket %s: %s", sa.sun_path, strerror(errno));
+		goto fail;
+	}
+	fflush(NULL);
+	h->pid = fork();
+	if (h->pid < 0) {
+		r = -errno;
+		h->pid = 0;
+		diag("harness: fork: %s", strerror(errno));
+		goto fail;
+	}
+	if (h->pid == 0)
+		exec_gorod(h, bin, sa.sun_path, args);
+	r = wait_ready(h, nfd, timeout_ms);
+	close(nfd);
+	nfd = -1;
+	if (r == 0)
+		return 0;
+	diag("harness: gorod %s", r == -ECHILD ? "exited before it was ready"
+					       : "did not say READY=1 in time");
+fail:
+	if (nfd >= 0)
+		close(nfd);
+	harness_dump_log(h, 40);
+	harness_cleanup(h);
+	return r;
+}
+
+int harness_stop(struct harness *h, int timeout_ms)
+{
+	int r;
+
+	if (h->pid <= 0)
+		return -ECHILD;
+	kill(h->pid, SIGTERM);
+	r = harness_wait_pid(h->pid, timeout_ms, &h->status);
+	if (r == -ETIMEDOUT) {
+		diag("harness: gorod did not exit %d ms after SIGTERM; killing it", timeout_ms);
+		kill(h->pid, SIGKILL);
+		harness_wait_pid(h->pid, 10000, &h->status);
+		h->pid = 0;
+		harness_dump_log(h, 60);
+		return -ETIMEDOUT;
+	}
+	if (r < 0)
+		return r;
+	h->pid = 0;
+	r = WIFEXITED(h->status) ? WEXITSTATUS(h->status) : 128 + WTERMSIG(h->status);
+	if (r != 0)
+		harness_dump_log(h, 60);
+	return r;
+}
+
+long harness_rss_kb(const struct harness *h)
+{
+	char path[64], line[256];
+	long kb = -1;
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/%d/status", (int)h->pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+void harness_dump_log(const struct harness *h, int lines)
+{
+	char *text = NULL, *start;
+	size_t size = 0;
+	FILE *f = h->log[0] ? fopen(h->log, "r") : NULL;
+	FILE *m;
+	int seen = 0;
+
+	if (!f)
+		return;
+	m = open_memstream(&text, &size);
+	if (m) {
+		char buf[4096];
+		size_t n;
+
+		while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+			fwrite(buf, 1, n, m);
+		fclose(m);
+	}
+	fclose(f);
+	if (!text)
+		return;
+	/* Back up to the start of the last `lines` lines. */
+	start = text + size;
+	if (start > text && start[-1] == '\n')
+		start--;
+	while (start > text && !(start[-1] == '\n' && ++seen == lines))
+		start--;
+	diag("---- the end of gorod's log (%s) ----", h->log);
+	for (char *line = strtok(start, "\n"); line; line = strtok(NULL, "\n"))
+		diag("%s", line);
+	free(text);
+}
+
+void harness_cleanup(struct harness *h)
+{
+	if (h->pid > 0) {
+		kill(h->pid, SIGKILL);
+		while (waitpid(h->pid, &h->status, 0) < 0 && errno == EINTR)
+			;
+		h->pid = 0;
+	}
+	if (h->dir[0])
+		remove_dir(h->dir);
+	h->dir[0] = '\0';
+}
+
+/* ---- gorod's state ------------------------------------------------------------- */
+
+int harness_process_until(goro_client *c, const bool *flag, int timeout_ms)
+{
+	int64_t deadline = harness_now_ms() + timeout_ms;
+
+	while (!*flag) {
+		struct pollfd p = { .fd = goro_fd(c), .events = POLLIN };
+		int r;
+
+		if (goro_want_write(c)) {
+			r = goro_flush(c);
+			if (r < 0 && r != -EAGAIN)
+				return r;
+			if (goro_want_write(c))
+				p.events |= POLLOUT;
+		}
+		if (ms_left(deadline) == 0)
+			return -ETIMEDOUT;
+		r = poll(&p, 1, ms_left(deadline));
+		if (r < 0 && errno != EINTR)
+			return -errno;
+		if (r <= 0)
+			continue;
+		if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+			r = goro_process(c);
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+int harness_json_int(const char *json, const char *key, long long *v)
+{
+	char pat[128];
+	const char *p;
+	char *end;
+	long long n;
+
+	snprintf(pat, sizeof pat, "\"%s\":", key);
+	p = strstr(json, pat);
+	if (!p)
+		return -ENOENT;
+	p += strlen(pat);
+	n = strtoll(p, &end, 10);
+	if (end == p)
+		return -ENOENT;
+	*v = n;
+	return 0;
+}
+
+int harness_stat(goro_client *c, const char *key, long long *v)
+{
+	char *json;
+	int r = goro_stats_json(c, &json);
+
+	if (r < 0)
+		return r;
+	r = harness_json_int(json, key, v);
+	free(json);
+	return r;
+}
+
+int harness_wait_stat(goro_client *c, const char *key, long long want, int timeout_ms)
+{
+	int64_t deadline = harness_now_ms() + timeout_ms;
+	long long v = -1;
+	int pause = 1, r;
+
+	for (;;) {
+		r = harness_stat(c, key, &v);
+		if (r < 0) {
+			diag("harness: stats: %s", goro_strerror(r));
+			return r;
+		}
+		if (v == want)
+			return 0;
+		if (ms_left(deadline) == 0)
+			break;
+		poll(NULL, 0, pause < ms_left(deadline) ? pause : ms_left(deadline));
+		if (pause < 20)
+			pause *= 2;
+	}
+	diag("harness: stats %s stayed %lld, not %lld, for %d ms", key, v, want, timeout_ms);
+	return -ETIMEDOUT;
+}

@@ -1,0 +1,113 @@
+/* harness.h: a real gorod for the end-to-end tests.
+ *
+ *	struct harness h;
+ *	if (harness_start(&h, NULL, 10000) < 0)
+ *		bail_out("gorod did not start");
+ *	goro_connect(h.sock, &c); ...
+ *	is(harness_stop(&h, 10000), 0, "gorod stops cleanly on SIGTERM");
+ *	harness_cleanup(&h);
+ *
+ * harness_start() makes a temporary directory, binds a NOTIFY_SOCKET of
+ * its own there and starts the gorod named by $GOROD (meson passes the
+ * build's) with --socket in that directory, its stdout and stderr going to
+ * a log file beside it. gorod is ready when it says READY=1 on the notify
+ * socket, as systemd would see it: no log line is parsed, no sleep guessed.
+ *
+ * Besides, small helpers every end-to-end test needs: waiting for a child
+ * process or a byte on a pipe with a deadline, reading a number out of
+ * gorod's stats, and polling the stats until gorod reaches a state that it
+ * has no event for (a session it has noticed ended). Every wait here has a
+ * timeout; none is a sleep standing in for an event.
+ *
+ * The harness prints through tap.h's diag(), so only the test's main
+ * process may call it (not its forked children). */
+#ifndef GORO_TESTS_HARNESS_H
+#define GORO_TESTS_HARNESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "goro/goro.h"
+
+/* One gorod started by harness_start(). Owns its temporary directory and
+ * the process until harness_cleanup(). */
+struct harness {
+	pid_t pid;      /* gorod's, or 0 once reaped */
+	int status;     /* its wait status once reaped */
+	char dir[256];  /* the temporary directory */
+	char sock[108]; /* dir/gorod.sock: pass to goro_connect() */
+	char log[300];  /* dir/log: gorod's stdout and stderr */
+};
+
+/* Starts gorod with extra arguments args (NULL-terminated, or NULL) and
+ * waits at most timeout_ms for its READY=1. Returns 0, or a negative errno
+ * having said why with diag() and removed what it made: -ETIMEDOUT when
+ * gorod said nothing in time, -ECHILD when it exited first, -ENOENT when
+ * $GOROD is not set. */
+int harness_start(struct harness *h, const char *const *args, int timeout_ms);
+
+/* Sends gorod SIGTERM and waits at most timeout_ms for it to exit. Returns
+ * its exit status (0..255), 128+N when signal N killed it, or -ETIMEDOUT
+ * (it is then killed with SIGKILL and reaped). Prints the end of its log
+ * when the outcome is not 0. */
+int harness_stop(struct harness *h, int timeout_ms);
+
+/* gorod's resident memory from /proc/PID/status (VmRSS), in kB; -1 when
+ * it cannot be read. */
+long harness_rss_kb(const struct harness *h);
+
+/* Prints the last `lines` lines of gorod's log as diag lines. */
+void harness_dump_log(const struct harness *h, int lines);
+
+/* Kills gorod if it still runs, reaps it, and removes the temporary
+ * directory and what is in it. Accepts a harness that never started. */
+void harness_cleanup(struct harness *h);
+
+/* ---- helpers -------------------------------------------------------------- */
+
+/* CLOCK_MONOTONIC in milliseconds. */
+int64_t harness_now_ms(void);
+
+/* Waits at most timeout_ms for child pid to exit and reaps it; its wait
+ * status goes to *status (may be NULL). Returns 0 or -ETIMEDOUT (the child
+ * is left as it is), or -errno from waitpid. */
+int harness_wait_pid(pid_t pid, int timeout_ms, int *status);
+
+/* Kills (SIGKILL) and reaps each of pids[0..n) still running; a 0 entry is
+ * skipped. For a test's cleanup after a failure. */
+void harness_kill_all(const pid_t *pids, int n);
+
+/* Waits for children pids[0..n), at most timeout_ms in all, each entry
+ * set to 0 once reaped; those still running at the deadline are killed.
+ * Returns how many did not exit 0 (and says so with diag, naming what). */
+int harness_reap_all(pid_t *pids, int n, int timeout_ms, const char *what);
+
+/* Reads exactly len bytes from fd, waiting at most timeout_ms in all.
+ * Returns 0, -ETIMEDOUT, -EPIPE at end of file, or -errno. */
+int harness_read_full(int fd, void *buf, size_t len, int timeout_ms);
+
+/* Writes all of buf[0..len) to fd. Returns 0 or -errno. Safe in a forked
+ * child. */
+int harness_write_full(int fd, const void *buf, size_t len);
+
+/* Runs goro_process() (and goro_flush() while something is queued) on c
+ * until *flag is true, waiting at most timeout_ms. Returns 0, -ETIMEDOUT,
+ * or the connection's error. */
+int harness_process_until(goro_client *c, const bool *flag, int timeout_ms);
+
+/* The integer after the first "key": in json text (libgoro's stats, which
+ * has no spaces); *v gets it. Returns 0 or -ENOENT. */
+int harness_json_int(const char *json, const char *key, long long *v);
+
+/* The stats value key (an integer, as for harness_json_int) over client
+ * c. Returns 0 or a negative code. */
+int harness_stat(goro_client *c, const char *key, long long *v);
+
+/* Asks c for gorod's stats until the integer key equals want, for at most
+ * timeout_ms. For states gorod has no event for (that it has noticed a
+ * session end); between asks it pauses briefly, growing to 20 ms. Returns
+ * 0, or -ETIMEDOUT (having said with diag what the value was). */
+int harness_wait_stat(goro_client *c, const char *key, long long want, int timeout_ms);
+
+#endif /* GORO_TESTS_HARNESS_H */
