@@ -307,23 +307,36 @@ static bool get_token(struct session *s, const struct proto_msg *m, const msgpac
 	return true;
 }
 
-static void h_mutex_unlock(struct session *s, const struct proto_msg *m)
+/* mutex.unlock and sem.release: [name, {token?}], the release itself under
+ * names_lock; `what` names the primitive in the error message. */
+static void release_req(struct session *s, const struct proto_msg *m,
+			int (*release)(struct session *, const struct args *), const char *what)
 {
 	static const char *const allowed[] = { "token", NULL };
 	const msgpack_object *opts;
 	struct args a;
+	char why[96];
 	int rc;
 
 	if (!get_name_opts(s, m, &a, 1, allowed, &opts) || !get_token(s, m, opts, &a))
 		return;
 	rt_mutex_lock_nocancel(&names_lock);
-	rc = nmutex_unlock(s, &a);
+	rc = release(s, &a);
 	rt_mutex_unlock(&names_lock);
-	if (rc < 0)
-		reply_err(s, m, rc, a.token ? "no grant of this mutex has that token"
-					    : "this session does not hold the mutex");
-	else
+	if (rc < 0) {
+		if (a.token)
+			snprintf(why, sizeof why, "no grant of this %s has that token", what);
+		else
+			snprintf(why, sizeof why, "this session holds no grant of the %s", what);
+		reply_err(s, m, rc, why);
+	} else {
 		session_reply(s, m->msgid, 0, NULL, NULL, NULL, false);
+	}
+}
+
+static void h_mutex_unlock(struct session *s, const struct proto_msg *m)
+{
+	release_req(s, m, nmutex_unlock, "mutex");
 }
 
 static void h_sem_acquire(struct session *s, const struct proto_msg *m)
@@ -356,21 +369,7 @@ static void h_sem_acquire(struct session *s, const struct proto_msg *m)
 
 static void h_sem_release(struct session *s, const struct proto_msg *m)
 {
-	static const char *const allowed[] = { "token", NULL };
-	const msgpack_object *opts;
-	struct args a;
-	int rc;
-
-	if (!get_name_opts(s, m, &a, 1, allowed, &opts) || !get_token(s, m, opts, &a))
-		return;
-	rt_mutex_lock_nocancel(&names_lock);
-	rc = nsem_release(s, &a);
-	rt_mutex_unlock(&names_lock);
-	if (rc < 0)
-		reply_err(s, m, rc, a.token ? "no grant of this semaphore has that token"
-					    : "this session holds no units of the semaphore");
-	else
-		session_reply(s, m->msgid, 0, NULL, NULL, NULL, false);
+	release_req(s, m, nsem_release, "semaphore");
 }
 
 static void h_stats(struct session *s, const struct proto_msg *m)
