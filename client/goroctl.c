@@ -550,8 +550,62 @@ static void forward_signal(int sig, siginfo_t *si, void *uc)
 		kill(child_pid, sig);
 }
 
-/* In the child: CMD with GOROD_LOCK_TOKEN (and GOROD_SOCKET, if given),
- * the signal mask goroctl had. Does not return. */
+/* Locks held by the goroctl processes that run this one, from
+ * GOROD_LOCKS_HELD: entries "w:HEX" or "r:HEX" (the name in hex, so any
+ * byte fits), separated by commas. A `goroctl lock` inside another's
+ * command is a second session to gorod, which cannot know that the outer
+ * one waits for it: without this, asking again for the same lock would
+ * wait forever. Returns 'w', 'r', or 0. */
+static int held_by_parent(const char *name)
+{
+	const char *env = getenv("GOROD_LOCKS_HELD");
+	size_t n = strlen(name);
+
+	for (const char *p = env; p && *p;) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+
+		if (len == 2 + 2 * n && p[1] == ':') {
+			bool same = true;
+			for (size_t i = 0; i < n && same; i++) {
+				char hex[3];
+				snprintf(hex, sizeof hex, "%02x", (unsigned char)name[i]);
+				same = p[2 + 2 * i] == hex[0] && p[3 + 2 * i] == hex[1];
+			}
+			if (same)
+				return p[0];
+		}
+		p = end ? end + 1 : NULL;
+	}
+	return 0;
+}
+
+/* Adds NAME (mode w or r) to GOROD_LOCKS_HELD for CMD. */
+static void export_held(const char *name, bool write)
+{
+	const char *old = getenv("GOROD_LOCKS_HELD");
+	size_t n = strlen(name), olen = old ? strlen(old) : 0;
+	char *v = malloc(olen + 4 + 2 * n);
+
+	if (!v)
+		return;
+	char *q = v;
+	if (olen) {
+		memcpy(q, old, olen);
+		q += olen;
+		*q++ = ',';
+	}
+	*q++ = write ? 'w' : 'r';
+	*q++ = ':';
+	for (size_t i = 0; i < n; i++, q += 2)
+		snprintf(q, 3, "%02x", (unsigned char)name[i]);
+	*q = '\0';
+	setenv("GOROD_LOCKS_HELD", v, 1);
+	free(v);
+}
+
+/* In the child: CMD with GOROD_LOCK_TOKEN, GOROD_LOCKS_HELD (and
+ * GOROD_SOCKET, if given), the signal mask goroctl had. Does not return. */
 static void exec_cmd(const struct ctl *x, uint64_t token, const sigset_t *mask)
 {
 	char tok[32];
@@ -560,6 +614,7 @@ static void exec_cmd(const struct ctl *x, uint64_t token, const sigset_t *mask)
 	sigprocmask(SIG_SETMASK, mask, NULL);
 	snprintf(tok, sizeof tok, "%" PRIu64, token);
 	setenv("GOROD_LOCK_TOKEN", tok, 1);
+	export_held(x->ops[0], !(x->given & OPT_READ));
 	if (x->socket)
 		setenv("GOROD_SOCKET", x->socket, 1);
 	execvp(x->argv_cmd[0], x->argv_cmd);
@@ -613,11 +668,33 @@ static int cmd_lock(struct ctl *x)
 	char what[300];
 	int err, status, rc;
 
+	int parent = held_by_parent(name);
+	bool read = x->given & OPT_READ;
+
+	if (!(x->given & OPT_TRY) && (parent == 'w' || (parent == 'r' && !read))) {
+		fprintf(stderr, "goroctl: lock %s: deadlock: the goroctl that runs this command "
+			"holds %s%s; it waits for you to end, you would wait for it\n", name,
+			name, parent == 'w' ? "" : " for reading");
+		if (x->json)
+			puts("{\"error\":\"EDEADLK\",\"message\":\"held by the goroctl that runs this command\"}");
+		return EXIT_DEADLOCK;
+	}
 	if ((err = ctl_connect(x)))
 		return err;
 	snprintf(what, sizeof what, "lock %s", name);
-	err = goro_mutex_lock(x->c, name, x->given & OPT_READ ? GORO_READ : GORO_WRITE,
-			      x->timeout_ms, x->given & OPT_TRY ? GORO_TRY : 0, &g);
+	/* Sharing a read lock with the goroctl that runs us is fine, unless a
+	 * writer waits: then we would queue behind it, and it waits for the
+	 * outer goroctl, which waits for us. So do not wait then. */
+	err = goro_mutex_lock(x->c, name, read ? GORO_READ : GORO_WRITE, x->timeout_ms,
+			      x->given & OPT_TRY || parent ? GORO_TRY : 0, &g);
+	if (err == -EBUSY && parent && !(x->given & OPT_TRY)) {
+		fprintf(stderr, "goroctl: lock %s: deadlock: a writer waits for %s, which the "
+			"goroctl that runs this command holds for reading: you would queue "
+			"behind the writer, which waits for it\n", name, name);
+		if (x->json)
+			puts("{\"error\":\"EDEADLK\",\"message\":\"a writer waits behind the goroctl that runs this command\"}");
+		return EXIT_DEADLOCK;
+	}
 	if (err < 0)
 		return fail(x, err, what, name);
 	if (g.owner_died)

@@ -345,6 +345,16 @@ static void test_exit_codes(void)
 	       "--", "true"), 0, "lock --read: a reader inside shares it (exit 0)");
 	is(CTL(out, "lock", "--read", "lrw", "--", goroctl, "lock", "--try", "lrw", "--", "true"), 6,
 	   "lock --read: a writer inside is refused (exit 6)");
+	/* Without --try, the same lock asked for inside would wait forever
+	 * for the goroctl that waits for it: refused as a deadlock. */
+	is(CTL(out, "lock", "lnest", "--", goroctl, "lock", "lnest", "--", "true"), 5,
+	   "lock: the same lock asked for inside its CMD: deadlock, exit 5");
+	is(CTL(out, "lock", "--read", "lnest", "--", goroctl, "lock", "lnest", "--", "true"), 5,
+	   "lock --read: a write lock asked for inside: deadlock, exit 5");
+	is(CTL(out, "lock", "--read", "lnest", "--", goroctl, "lock", "--read", "lnest", "--",
+	       "true"), 0, "lock --read: a read lock inside shares it, no wait (exit 0)");
+	is(CTL(out, "lock", "lnest", "--", goroctl, "lock", "lother", "--", "true"), 0,
+	   "lock: another lock inside is fine (exit 0)");
 	goro_close(c);
 }
 
