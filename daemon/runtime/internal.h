@@ -168,12 +168,8 @@ struct sched {
 	atomic_bool stopping;
 	_Atomic uint64_t next_id;
 	_Atomic uint64_t spawned_ext;  /* rt_go from threads that are not workers */
-	_Atomic uint64_t finished_retired, spawned_retired; /* counts of reused workers */
 	_Atomic uint64_t hog_events;
 
-	/* Retired workers whose threads must be joined. */
-	struct p *dead[RT_MAXPROCS_LIMIT * 4];
-	int ndead;
 };
 
 extern struct sched sched;
