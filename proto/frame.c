@@ -83,20 +83,20 @@ static int shape_of(unsigned char c, struct shape *s)
 ssize_t proto_frame_check(const char *buf, size_t len, size_t max_message)
 {
 	const unsigned char *p = (const unsigned char *)buf;
-	uint64_t todo[PROTO_MAX_DEPTH + 1]; /* elements still to come per level */
+	uint64_t left[PROTO_MAX_DEPTH + 1]; /* elements still to come per level */
 	int depth = 0;
 	size_t pos = 0;
 
-	todo[0] = 1; /* the message itself */
+	left[0] = 1; /* the message itself */
 	while (depth >= 0) {
 		struct shape s;
 		uint64_t n;
 
-		if (todo[depth] == 0) {
+		if (left[depth] == 0) {
 			depth--;
 			continue;
 		}
-		todo[depth]--;
+		left[depth]--;
 		if (pos >= max_message)
 			return -EMSGSIZE;
 		if (pos >= len)
@@ -118,7 +118,7 @@ ssize_t proto_frame_check(const char *buf, size_t len, size_t max_message)
 				continue;
 			if (depth == PROTO_MAX_DEPTH)
 				return -EPROTO;
-			todo[++depth] = elems;
+			left[++depth] = elems;
 			continue;
 		}
 		if (s.ext)

@@ -22,78 +22,15 @@
 
 #include "error.h"
 #include "runtime.h"
+#include "rt_test.h"
 #include "tap.h"
 
 #define MS (1000 * 1000LL)
 
 extern char **environ;
 
-/* Every helper goroutine is added to `kids` before it starts and calls
- * rt_wg_done(&kids) last. */
-static struct rt_wg kids;
 
 /* ---- helpers ------------------------------------------------------------ */
-
-/* The state of goroutine `id` (RT_G_RUNNABLE, RT_G_RUNNING, RT_G_WAITING),
- * or RT_G_DEAD when it is not live. WAITING only once it has a wait reason. */
-static int g_state(uint64_t id)
-{
-	struct rt_stats st;
-	struct rt_ginfo *gi;
-	size_t n, i, cap;
-	int state = RT_G_DEAD;
-
-	rt_stats_get(&st);
-	cap = st.live + 64;
-	gi = calloc(cap, sizeof(*gi));
-	if (!gi)
-		bail_out("out of memory");
-	n = rt_goroutines(gi, cap);
-	for (i = 0; i < n && i < cap; i++) {
-		if (gi[i].id != id)
-			continue;
-		state = gi[i].state;
-		if (state == RT_G_WAITING && gi[i].wait_reason == NULL)
-			state = RT_G_RUNNING;
-	}
-	free(gi);
-	return state;
-}
-
-/* Goroutine only: yields until goroutine `ref` is parked (true), has ended
- * or 10 s passed (false). */
-static bool wait_parked(struct rt_gref ref)
-{
-	int64_t deadline = rt_deadline_ms(10000);
-	int state;
-
-	while ((state = g_state(ref.id)) != RT_G_WAITING) {
-		if (state == RT_G_DEAD || rt_now() >= deadline)
-			return false;
-		rt_yield();
-	}
-	return true;
-}
-
-static struct rt_gref go(rt_fn fn, void *arg)
-{
-	struct rt_gref ref = { 0 };
-
-	rt_wg_add(&kids, 1);
-	if (rt_go(fn, arg, &ref) != 0)
-		bail_out("rt_go failed");
-	return ref;
-}
-
-static void join_kids(const char *what)
-{
-	is(rt_wg_wait(&kids, rt_deadline_ms(60000)), 0, "%s: all joined", what);
-}
-
-static const char *ename(int rc)
-{
-	return rc == 0 ? "0" : proto_err_name(rc);
-}
 
 /* A non-blocking socketpair (or pipe: fd[0] reads, fd[1] writes). */
 static void make_pair(int fd[2], bool pipe)

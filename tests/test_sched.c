@@ -18,6 +18,7 @@
 
 #include "error.h"
 #include "runtime.h"
+#include "rt_test.h"
 #include "tap.h"
 
 #define MS (1000 * 1000LL)
@@ -25,28 +26,6 @@
 static struct rt_wg join;
 
 /* ---- helpers ------------------------------------------------------------ */
-
-/* The state of goroutine `id` (RT_G_RUNNABLE, RT_G_RUNNING, RT_G_WAITING),
- * or RT_G_DEAD when it is not live. */
-static int g_state(uint64_t id)
-{
-	struct rt_stats st;
-	struct rt_ginfo *gi;
-	size_t n, i, cap;
-	int state = RT_G_DEAD;
-
-	rt_stats_get(&st);
-	cap = st.live + 64;
-	gi = calloc(cap, sizeof(*gi));
-	if (!gi)
-		bail_out("out of memory");
-	n = rt_goroutines(gi, cap);
-	for (i = 0; i < n && i < cap; i++)
-		if (gi[i].id == id)
-			state = gi[i].state;
-	free(gi);
-	return state;
-}
 
 /* Goroutine only: yields until goroutine `id` is in state `want` (parked:
  * RT_G_WAITING, ended: RT_G_DEAD) or the deadline passes. */

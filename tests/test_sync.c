@@ -30,66 +30,13 @@
 
 #include "error.h"
 #include "runtime.h"
+#include "rt_test.h"
 #include "tap.h"
 
 #define MS (1000 * 1000LL)
 
-/* Every helper goroutine is added to `kids` before it starts and calls
- * rt_wg_done(&kids) last. */
-static struct rt_wg kids;
 
 /* ---- helpers ------------------------------------------------------------ */
-
-/* The state of goroutine `id` (RT_G_RUNNABLE, RT_G_RUNNING, RT_G_WAITING),
- * or RT_G_DEAD when it is not live. WAITING only once it has a wait reason. */
-static int g_state(uint64_t id)
-{
-	struct rt_stats st;
-	struct rt_ginfo *gi;
-	size_t n, i, cap;
-	int state = RT_G_DEAD;
-
-	rt_stats_get(&st);
-	cap = st.live + 64;
-	gi = calloc(cap, sizeof(*gi));
-	if (!gi)
-		bail_out("out of memory");
-	n = rt_goroutines(gi, cap);
-	for (i = 0; i < n && i < cap; i++) {
-		if (gi[i].id != id)
-			continue;
-		state = gi[i].state;
-		if (state == RT_G_WAITING && gi[i].wait_reason == NULL)
-			state = RT_G_RUNNING;
-	}
-	free(gi);
-	return state;
-}
-
-/* Goroutine only: yields until goroutine `ref` is parked (true), has ended
- * or 10 s passed (false). */
-static bool wait_parked(struct rt_gref ref)
-{
-	int64_t deadline = rt_deadline_ms(10000);
-	int state;
-
-	while ((state = g_state(ref.id)) != RT_G_WAITING) {
-		if (state == RT_G_DEAD || rt_now() >= deadline)
-			return false;
-		rt_yield();
-	}
-	return true;
-}
-
-static struct rt_gref go(rt_fn fn, void *arg)
-{
-	struct rt_gref ref = { 0 };
-
-	rt_wg_add(&kids, 1);
-	if (rt_go(fn, arg, &ref) != 0)
-		bail_out("rt_go failed");
-	return ref;
-}
 
 /* Starts fn(arg) and waits until it has parked. */
 static struct rt_gref go_parked(rt_fn fn, void *arg, const char *what)
@@ -100,20 +47,10 @@ static struct rt_gref go_parked(rt_fn fn, void *arg, const char *what)
 	return ref;
 }
 
-static void join_kids(const char *what)
-{
-	is(rt_wg_wait(&kids, rt_deadline_ms(60000)), 0, "%s: all joined", what);
-}
-
 static void yield_n(int n)
 {
 	while (n-- > 0)
 		rt_yield();
-}
-
-static const char *ename(int rc)
-{
-	return rc == 0 ? "0" : proto_err_name(rc);
 }
 
 /* Grant order, recorded by whoever acquired. */
