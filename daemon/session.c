@@ -32,6 +32,7 @@ struct session *sessions;
 int nsessions;
 static uint64_t session_ids;
 static struct rt_wg sessions_wg;
+static bool closing_all; /* gorod is stopping (names_lock) */
 
 /* out_lock held: writes the pending output, parking while the socket is
  * full. Returns 0, or a negative code once the peer is gone. */
@@ -195,6 +196,9 @@ static void session_end(struct session *s)
 	for (struct req *r = s->reqs; r; r = r->next)
 		rt_cancel(r->g);
 	rt_mutex_unlock(&names_lock);
+	/* A request goroutine may be parked writing its reply to a peer that
+	 * does not read: make that write fail, so it ends too. */
+	shutdown(s->fd, SHUT_RDWR);
 	rt_wg_wait(&s->reqs_wg, RT_FOREVER);
 
 	rt_mutex_lock_nocancel(&names_lock);
@@ -248,6 +252,8 @@ void session_serve(void *arg)
 		sessions->prev = s;
 	sessions = s;
 	nsessions++;
+	if (closing_all) /* accepted just before gorod began to stop */
+		shutdown(fd, SHUT_RDWR);
 	rt_mutex_unlock(&names_lock);
 
 	read_loop(s);
@@ -270,6 +276,7 @@ void session_ended_early(void)
 void sessions_close_all(void)
 {
 	rt_mutex_lock_nocancel(&names_lock);
+	closing_all = true;
 	for (struct session *s = sessions; s; s = s->next)
 		shutdown(s->fd, SHUT_RDWR);
 	rt_mutex_unlock(&names_lock);

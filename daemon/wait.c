@@ -17,6 +17,7 @@
  * that won the race stands (the request succeeded), otherwise it leaves
  * the queue (nwait_abandon). */
 #include <stdlib.h>
+#include <string.h>
 
 #include "gorod.h"
 
@@ -98,6 +99,17 @@ static void req_wait_main(void *arg)
 		if (rc < 0 && !nw->done)
 			nwait_abandon(nw, rc == -ECANCELED && s->closing ? -ECANCELED : rc);
 	}
+	/* Granted to a session that is closing: nobody will use it, so it is
+	 * released as a plain unlock, not as a dead owner's (which would tell
+	 * the next holder owner_died for a lock no client ever had). */
+	bool closing = s->closing;
+	if (closing && nw->done && nw->result == 0 && nw->kind != PRIM_WG) {
+		struct args a = { .name = r->name, .name_len = strlen(r->name), .token = nw->token };
+		if (nw->kind == PRIM_MUTEX)
+			nmutex_unlock(s, &a);
+		else
+			nsem_release(s, &a);
+	}
 	/* Unlink from the session while names_lock is held. */
 	if (r->prev)
 		r->prev->next = r->next;
@@ -108,7 +120,7 @@ static void req_wait_main(void *arg)
 	s->nreqs--;
 	rt_mutex_unlock(&names_lock);
 
-	if (!s->closing) {
+	if (!closing) {
 		bool grant = nw->kind != PRIM_WG;
 		session_reply(s, r->msgid, nw->result, NULL,
 			      grant ? pack_grant : pack_empty, nw, true);

@@ -360,6 +360,31 @@ static void test_readers_queue_behind_writer(void)
  * write lock, W1 R1 R2 W2 R3 queue. When main unlocks, the readers that
  * waited during its turn go in together {R1 R2 R3}, then the writers in
  * their order, W1 then W2. */
+/* A reader whose wait is cancelled after the writer's unlock has already
+ * let it in (and its wake failed): the reader count must come back to 0,
+ * so a writer can lock again. (Found by review: the count went to 2^32-1.)
+ * maxprocs 1 keeps the cancelled reader from running between the cancel
+ * and the unlock. */
+static void test_rw_cancelled_reader_let_in(void)
+{
+	static struct rt_rwmutex rw;
+	static struct rw_req r;
+	struct rt_gref ref;
+	int prev = rt_maxprocs(1);
+
+	reset_order();
+	is(rt_rwmutex_lock(&rw, 0), 0, "main holds the write lock");
+	r = (struct rw_req){ .rw = &rw, .writer = false, .tag = 1, .rc = -1, .group = 1 };
+	ref = go_parked(rw_holder, &r, "a reader");
+	is(rt_cancel(ref), 0, "the reader is cancelled");
+	is(rt_rwmutex_unlock(&rw), 0, "main unlocks at once: the reader is let in, its wake fails");
+	join_kids("cancelled reader");
+	is_str(ename(r.rc), "ECANCELED", "the reader's rlock returned -ECANCELED");
+	is(rt_rwmutex_trylock(&rw), 0, "a writer can lock again: no reader is left counted");
+	is(rt_rwmutex_unlock(&rw), 0, "and unlock");
+	rt_maxprocs(prev);
+}
+
 static void test_rw_fifo(void)
 {
 	static struct rt_rwmutex rw;
@@ -1001,6 +1026,7 @@ static void sync_main(void *arg)
 	test_writer_not_starved();
 	test_readers_queue_behind_writer();
 	test_rw_fifo();
+	test_rw_cancelled_reader_let_in();
 	test_mutex_exclusion();
 	test_mutex_misc();
 	test_rwmutex_misuse();

@@ -33,6 +33,7 @@
 #define RW_WAITERS (1ULL << 60)
 #define RW_READERS ((1ULL << 60) - 1)
 #define W_PENDING 1u /* waiter data: this writer is the pending one */
+#define W_TAKEN 2u   /* waiter data: settle_unlock took it off its queue */
 #define W_RETRY 1    /* wake result: not granted, run the acquire again */
 
 /* q.lock held, and released here: grants what the state allows: the
@@ -80,15 +81,20 @@ static void settle_unlock(struct rt_rwmutex *rw)
 
 		if (nrel) {
 			while ((w = rt_waitq_pop(&rw->rq))) {
+				w->data |= W_TAKEN; /* counted out of nrq here */
 				*tail = w;
 				tail = &w->next;
 			}
 			rw->nrq = 0;
 		}
 		if (grant || retry) {
-			rt_waitq_remove(&rw->q, grant ? grant : retry);
-			*tail = grant ? grant : retry;
-			tail = &(*tail)->next;
+			w = grant ? grant : retry;
+			rt_waitq_remove(&rw->q, w);
+			/* No longer the pending one: if its wake fails, it must
+			 * not clear a PENDING bit that is someone else's by then. */
+			w->data &= ~W_PENDING;
+			*tail = w;
+			tail = &w->next;
 		}
 		if (retry)
 			rw->nretry++;
@@ -170,7 +176,8 @@ int rt_rwmutex_rlock(struct rt_rwmutex *rw, int64_t deadline)
 	rw->nrq++;
 	r = rt_waitq_park_under(&rw->rq, &rw->q.lock, &w, 0, deadline, "rwmutex.rlock", rw);
 	if (r < 0) {
-		rw->nrq--;
+		if (!(w.data & W_TAKEN))
+			rw->nrq--; /* it took itself off rq */
 		settle_unlock(rw); /* only WAITERS may need clearing */
 	}
 	return r;
