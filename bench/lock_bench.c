@@ -170,6 +170,7 @@ static int64_t now_ns(void)
 struct shared {
 	int64_t t0, t_end;       /* the measured window, CLOCK_MONOTONIC ns */
 	uint64_t turn;           /* handoff: turn % 2 is whose turn it is */
+	int holder;              /* handoff: who holds the lock, -1: nobody */
 	int stop;                /* handoff: the window is over, leave */
 	struct {
 		uint64_t ops, spins;
@@ -223,6 +224,7 @@ static void run_clients(const char *mode, int n, client_fn fn, const struct para
 	if (sh == MAP_FAILED)
 		die("mmap: %s", strerror(errno));
 	sh->t0 = sh->t_end = INT64_MAX;
+	sh->holder = -1;
 	if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(start, O_CLOEXEC) < 0)
 		die("pipe: %s", strerror(errno));
 	fflush(stdout);
@@ -537,7 +539,8 @@ struct lock_ops {
  * turn (turn++, one op), else it counts a spin; then it unlocks and locks
  * again. A FIFO lock hands over to the waiting peer on every unlock and
  * never spins; an unfair one may let the unlocker take it back, which
- * costs spins, not correctness. With yield, a client that found it was not
+ * costs spins, not correctness. A grant while the peer holds the lock is
+ * an error (exit 1): the run checks mutual exclusion too. With yield, a client that found it was not
  * its turn calls sched_yield() after unlocking, so that on one CPU the peer
  * it just woke runs instead of losing the lock to it again (flock's best
  * case; gorod never gets there). Whoever takes the last turn of the window
@@ -551,7 +554,14 @@ static void handoff_loop(int id, struct lock_ops *o, void *l, bool yield)
 		bool mine;
 
 		o->lock(l);
+		/* The benchmark checks the lock it measures: */
+		if (sh->holder != -1) {
+			__atomic_store_n(&sh->stop, 1, __ATOMIC_RELEASE);
+			die("handoff: granted while client %d holds the lock", sh->holder);
+		}
+		sh->holder = id;
 		if (__atomic_load_n(&sh->stop, __ATOMIC_ACQUIRE)) {
+			sh->holder = -1;
 			o->unlock(l);
 			return;
 		}
@@ -571,6 +581,7 @@ static void handoff_loop(int id, struct lock_ops *o, void *l, bool yield)
 				die("handoff: the other client stopped taking its turns");
 			}
 		}
+		sh->holder = -1;
 		o->unlock(l);
 		if (!mine && yield)
 			sched_yield();
