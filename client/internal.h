@@ -3,7 +3,7 @@
  *   libgoro.c  the connection: socket path, buffers, reading and writing,
  *              framing, matching replies to requests, deferred errors
  *   calls.c    the methods: checking arguments, packing params, reading
- *              results, the public stubs (blocking and goro_send_*)
+ *              results, the public calls (blocking and goro_send_*)
  *   json.c     msgpack objects as JSON text (stats) */
 #ifndef GORO_CLIENT_INTERNAL_H
 #define GORO_CLIENT_INTERNAL_H

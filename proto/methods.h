@@ -1,7 +1,7 @@
 /* methods.h: the protocol's methods, declared once (Redis's command table).
  *
  * This table drives the daemon's dispatch (daemon/dispatch.c), the client
- * library's stubs (client/libgoro.c), goroctl's help, and the test that
+ * library's calls (client/calls.c), goroctl's help, and the test that
  * checks it against proto/PROTOCOL.md (tests/test_proto.c). Adding a method
  * means adding a row here and a section in PROTOCOL.md; the build and the
  * test then say what else is missing.

@@ -1,4 +1,5 @@
 /* rt_test.c: helpers the runtime's TAP tests share (rt_test.h). */
+#include <sched.h>
 #include <stdlib.h>
 
 #include "error.h"
@@ -54,9 +55,14 @@ struct rt_gref go(rt_fn fn, void *arg)
 	return ref;
 }
 
+void join_kids_within(const char *what, int64_t ms)
+{
+	is(rt_wg_wait(&kids, rt_deadline_ms(ms)), 0, "%s: all joined", what);
+}
+
 void join_kids(const char *what)
 {
-	is(rt_wg_wait(&kids, rt_deadline_ms(60000)), 0, "%s: all joined", what);
+	join_kids_within(what, 60000);
 }
 
 const char *ename(int rc)
@@ -64,3 +70,17 @@ const char *ename(int rc)
 	return rc == 0 ? "0" : proto_err_name(rc);
 }
 
+
+void check_no_leaks(struct rt_stats *st)
+{
+	int64_t deadline = rt_now() + 10000 * 1000000LL;
+
+	do {
+		rt_stats_get(st);
+		if (st->live == 0)
+			break;
+		sched_yield();
+	} while (rt_now() < deadline);
+	is(st->live, 0, "no goroutine is left alive");
+	is(rt_shutdown(), 0, "rt_shutdown");
+}

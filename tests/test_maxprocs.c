@@ -15,31 +15,11 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "rt_test.h"
 #include "runtime.h"
 #include "tap.h"
 
 #define MS (1000 * 1000LL)
-
-/* Every helper goroutine is added to `kids` before it starts and calls
- * rt_wg_done(&kids) last. */
-static struct rt_wg kids;
-
-static void go(rt_fn fn, void *arg)
-{
-	rt_wg_add(&kids, 1);
-	if (rt_go(fn, arg, NULL) != 0)
-		bail_out("rt_go failed");
-}
-
-static void join_kids(const char *what)
-{
-	is(rt_wg_wait(&kids, rt_deadline_ms(240000)), 0, "%s: all joined", what);
-}
-
-static const char *ename(int rc)
-{
-	return rc == 0 ? "0" : proto_err_name(rc);
-}
 
 static int stats_maxprocs(void)
 {
@@ -154,7 +134,7 @@ static void test_under_load(void)
 	go(load_controller, NULL);
 	go(load_spawner, (void *)0L);
 	go(load_spawner, (void *)(n / 2));
-	join_kids("load");
+	join_kids_within("load", 240000);
 	for (i = 0; i < n; i++) {
 		missing += atomic_load(&load.done[i]) == 0;
 		twice += atomic_load(&load.done[i]) > 1;
@@ -203,7 +183,7 @@ static int max_parallel(int procs)
 	atomic_store(&max_inside, 0);
 	for (i = 0; i < 200; i++)
 		go(parallel_task, NULL);
-	join_kids("parallel tasks");
+	join_kids_within("parallel tasks", 240000);
 	return atomic_load(&max_inside);
 }
 
@@ -289,7 +269,7 @@ static void test_parked_survive(void)
 	for (i = 0; i < FDWAITERS; i++)
 		bad += write(fds[i][1], "w", 1) != 1;
 	is(bad, 0, "fd waiters released");
-	join_kids("parked across a change");
+	join_kids_within("parked across a change", 240000);
 	is(atomic_load(&woke_ok), SLEEPERS + FDWAITERS,
 	   "every sleeper and fd waiter woke properly");
 	for (i = 0; i < FDWAITERS; i++) {
@@ -307,30 +287,15 @@ static void maxprocs_main(void *arg)
 	test_parked_survive();
 }
 
-/* Off-runtime: waits (spinning on sched_yield, with a deadline) until the
- * goroutines that just signalled their end have returned. */
-static void check_no_leaks(void)
-{
-	struct rt_stats st;
-	int64_t deadline = rt_now() + 10000 * MS;
-
-	do {
-		rt_stats_get(&st);
-		if (st.live == 0)
-			break;
-		sched_yield();
-	} while (rt_now() < deadline);
-	is(st.live, 0, "no goroutine is left alive");
-	is(st.maxprocs, 2, "stats: maxprocs 2 at the end");
-	is(rt_shutdown(), 0, "rt_shutdown");
-}
-
 int main(void)
 {
+	static struct rt_stats st;
+
 	no_plan();
 	if (rt_init(&(struct rt_config){ .maxprocs = 2 }) != 0)
 		bail_out("rt_init failed");
 	is(rt_run(maxprocs_main, NULL), 0, "rt_run");
-	check_no_leaks();
+	check_no_leaks(&st);
+	is(st.maxprocs, 2, "stats: maxprocs 2 at the end");
 	return done_testing();
 }

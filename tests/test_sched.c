@@ -444,26 +444,9 @@ static void part2(void *arg)
 
 /* ---- the end: nothing leaked -------------------------------------------- */
 
-/* Off-runtime: waits (spinning on sched_yield, with a deadline) until the
- * goroutines that just signalled their end have returned. */
-static void check_no_leaks(void)
-{
-	struct rt_stats st;
-	int64_t deadline = rt_now() + 10000 * MS;
-
-	do {
-		rt_stats_get(&st);
-		if (st.live == 0)
-			break;
-		sched_yield();
-	} while (rt_now() < deadline);
-	is(st.live, 0, "no goroutine is left alive");
-	is(st.spawned, st.finished, "stats: every spawned goroutine finished");
-	is(rt_shutdown(), 0, "rt_shutdown");
-}
-
 int main(void)
 {
+	static struct rt_stats st;
 	struct sleeper parked[2];
 
 	no_plan();
@@ -480,6 +463,7 @@ int main(void)
 	       "rt_shutdown refuses while goroutines are alive");
 
 	is(rt_run(part2, parked), 0, "rt_run(part2)");
-	check_no_leaks();
+	check_no_leaks(&st);
+	is(st.spawned, st.finished, "stats: every spawned goroutine finished");
 	return done_testing();
 }
