@@ -12,18 +12,13 @@
 
 typedef void (*handler)(struct session *s, const struct proto_msg *m);
 
-#define HANDLER_DECL_(id, name, flags, params, result, summary) \
-	static void h_##id(struct session *s, const struct proto_msg *m);
-PROTO_METHODS(HANDLER_DECL_)
-#undef HANDLER_DECL_
-
 static const handler handlers[PROTO_M_COUNT] = {
-#define HANDLER_ROW_(id, name, flags, params, result, summary) h_##id,
+#define HANDLER_ROW_(id, name, flags, params, result, summary) rpc_##id,
 	PROTO_METHODS(HANDLER_ROW_)
 #undef HANDLER_ROW_
 };
 
-static void reply_err(struct session *s, const struct proto_msg *m, int code, const char *why)
+void reply_err(struct session *s, const struct proto_msg *m, int code, const char *why)
 {
 	session_reply(s, m->msgid, code, why, NULL, NULL, false);
 }
@@ -173,7 +168,7 @@ static void run_waitable(struct session *s, const struct proto_msg *m, int metho
 		reply_err(s, m, rc, wait_error(method, rc));
 	else
 		session_reply(s, m->msgid, 0, NULL,
-			      method == PROTO_M_wg_wait ? NULL : pack_grant, &r->nw, false);
+			      method == PROTO_M_wg_wait ? nwg_pack_wait : pack_grant, &r->nw, false);
 	free(r);
 }
 
@@ -191,7 +186,7 @@ static void pack_hello(msgpack_packer *pk, void *arg)
 	proto_pack_kv_u64(pk, "session", s->id);
 }
 
-static void h_hello(struct session *s, const struct proto_msg *m)
+void rpc_hello(struct session *s, const struct proto_msg *m)
 {
 	static const char *const allowed[] = { "client", NULL };
 	const msgpack_object *opts, *c;
@@ -236,7 +231,7 @@ static void wg_change(struct session *s, const struct proto_msg *m, struct args 
 		session_reply(s, m->msgid, 0, NULL, pack_count, &count, false);
 }
 
-static void h_wg_add(struct session *s, const struct proto_msg *m)
+void rpc_wg_add(struct session *s, const struct proto_msg *m)
 {
 	static const char *const allowed[] = { "lease", NULL };
 	const msgpack_object *opts;
@@ -252,7 +247,7 @@ static void h_wg_add(struct session *s, const struct proto_msg *m)
 	wg_change(s, m, &a);
 }
 
-static void h_wg_done(struct session *s, const struct proto_msg *m)
+void rpc_wg_done(struct session *s, const struct proto_msg *m)
 {
 	static const char *const allowed[] = { NULL };
 	const msgpack_object *opts;
@@ -264,7 +259,7 @@ static void h_wg_done(struct session *s, const struct proto_msg *m)
 	wg_change(s, m, &a);
 }
 
-static void h_wg_wait(struct session *s, const struct proto_msg *m)
+void rpc_wg_wait(struct session *s, const struct proto_msg *m)
 {
 	static const char *const allowed[] = { "timeout_ms", NULL };
 	const msgpack_object *opts;
@@ -274,7 +269,7 @@ static void h_wg_wait(struct session *s, const struct proto_msg *m)
 		run_waitable(s, m, PROTO_M_wg_wait, &a, nwg_wait);
 }
 
-static void h_mutex_lock(struct session *s, const struct proto_msg *m)
+void rpc_mutex_lock(struct session *s, const struct proto_msg *m)
 {
 	static const char *const allowed[] = { "mode", "timeout_ms", "try", NULL };
 	const msgpack_object *opts, *mode;
@@ -334,12 +329,12 @@ static void release_req(struct session *s, const struct proto_msg *m,
 	}
 }
 
-static void h_mutex_unlock(struct session *s, const struct proto_msg *m)
+void rpc_mutex_unlock(struct session *s, const struct proto_msg *m)
 {
 	release_req(s, m, nmutex_unlock, "mutex");
 }
 
-static void h_sem_acquire(struct session *s, const struct proto_msg *m)
+void rpc_sem_acquire(struct session *s, const struct proto_msg *m)
 {
 	static const char *const allowed[] = { "capacity", "n", "timeout_ms", "try", NULL };
 	const msgpack_object *opts;
@@ -367,12 +362,12 @@ static void h_sem_acquire(struct session *s, const struct proto_msg *m)
 	run_waitable(s, m, PROTO_M_sem_acquire, &a, nsem_acquire);
 }
 
-static void h_sem_release(struct session *s, const struct proto_msg *m)
+void rpc_sem_release(struct session *s, const struct proto_msg *m)
 {
 	release_req(s, m, nsem_release, "semaphore");
 }
 
-static void h_stats(struct session *s, const struct proto_msg *m)
+void rpc_stats(struct session *s, const struct proto_msg *m)
 {
 	if (m->params.via.array.size != 0) {
 		reply_err(s, m, -EINVAL, "stats takes no params");
@@ -394,7 +389,7 @@ static void pack_maxprocs(msgpack_packer *pk, void *arg)
 	proto_pack_kv_i64(pk, "previous", r->previous);
 }
 
-static void h_maxprocs(struct session *s, const struct proto_msg *m)
+void rpc_maxprocs(struct session *s, const struct proto_msg *m)
 {
 	const msgpack_object *p = proto_param(&m->params, 0);
 	struct maxprocs_result r;

@@ -37,6 +37,10 @@ struct session {
 	pid_t pid;
 	uid_t uid;
 	gid_t gid;
+	gid_t *groups;           /* SO_PEERGROUPS, when gorod is root (owned) */
+	int ngroups;
+	struct task *tasks;      /* tasks of scope session it spawned (names_lock) */
+	bool party;              /* a task acting as a holder, not a connection */
 	char client[64];         /* from hello (names_lock) */
 	int64_t started_ns;
 
@@ -75,6 +79,11 @@ void session_reply(struct session *s, uint32_t msgid, int code, const char *why,
 
 /* Asks every session to close; returns when all have. */
 void sessions_close_all(void);
+
+/* A session without a connection, through which a task holds locks,
+ * semaphore units and WaitGroup counts (owner's credentials copied). */
+struct session *session_party_new(uid_t uid, gid_t gid, pid_t pid);
+void session_party_free(struct session *p);
 void session_accepted(void);
 void session_ended_early(void);
 
@@ -95,9 +104,44 @@ struct args {
  * hands a waiting request to a goroutine of its own. */
 void dispatch(struct session *s, const struct proto_msg *m);
 
+/* The handler of each method of proto/methods.h: rpc_<id>, in dispatch.c
+ * for the named primitives, task_rpc.c for tasks. */
+#define RPC_DECL_(id, name, flags, params, result, summary) \
+	void rpc_##id(struct session *s, const struct proto_msg *m);
+PROTO_METHODS(RPC_DECL_)
+#undef RPC_DECL_
+
+/* Replies with an error: code and a sentence (NULL: the code's own). */
+void reply_err(struct session *s, const struct proto_msg *m, int code, const char *why);
+
 /* ---- waiting on a named primitive (wait.c) ------------------------------ */
 
-enum prim_kind { PRIM_WG, PRIM_MUTEX, PRIM_SEM, PRIM_KINDS };
+/* The registry's kinds (names.c keeps one table each), then the kinds of
+ * waits that are not on a named primitive. */
+enum prim_kind {
+	PRIM_WG,
+	PRIM_MUTEX,
+	PRIM_SEM,
+	PRIM_TASKID,  /* tasks by id (8 bytes), task.c */
+	PRIM_TASKKEY, /* tasks queued or running, by key */
+	PRIM_KINDS,
+	PRIM_TASK = PRIM_KINDS, /* a wait request on a task */
+	PRIM_LOGS,              /* a logs.read waiting for output */
+};
+
+/* A task's outcome in brief (a WaitGroup's first failure). */
+struct task_brief {
+	uint64_t id;
+	int state; /* enum task_state */
+	int code, sig, err;
+};
+
+/* The tasks bound to a WaitGroup in its current round (wg.status). */
+struct wg_round {
+	int64_t tasks, running, done, failed;
+	bool has_failure;
+	struct task_brief first_failure;
+};
 
 /* A request waiting on a named primitive. Lives in its struct req (heap),
  * queued on the primitive in arrival order (names_lock). */
@@ -114,6 +158,7 @@ struct nwait {
 	int result;
 	uint64_t token;
 	bool owner_died;
+	struct wg_round round;       /* wg.wait: the round as it ended */
 	struct rt_waitq q;           /* the request's goroutine parks here */
 };
 
@@ -140,6 +185,30 @@ void nwait_unlink(struct nwait **head, struct nwait *nw);
 /* names_lock held: starts the goroutine that waits for r. The reply is
  * sent when it completes. */
 int req_start_wait(struct req *r);
+
+/* names_lock held: links r to (unlinks it from) its session's requests,
+ * where session_end cancels them and deadlock.c sees them. */
+void req_link(struct req *r);
+void req_unlink(struct req *r);
+
+/* names_lock held (released while parked): parks the calling goroutine
+ * until nw is done, or gives up at the deadline or when cancelled (leaving
+ * the queue). Returns nw's result. */
+int nwait_park(struct nwait *nw, int64_t deadline);
+
+/* names_lock held: waits on the calling goroutine for a request that was
+ * queued (its op returned 1), linked to its session meanwhile. */
+int req_wait_here(struct req *r);
+
+/* Replies to a waiting request on a task (wait, logs.read), and drops
+ * what it held (task_rpc.c). */
+void task_req_reply(struct req *r);
+void task_req_done(struct req *r);
+/* names_lock held: a wait on a task gives up: off the task's list. */
+void task_nwait_abandon(struct nwait *nw);
+/* The retention age of finished tasks, in ns (task.c). */
+int64_t task_config_keep_age_ns(void);
+void task_pack_brief(msgpack_packer *pk, const struct task_brief *b);
 
 /* ---- the named primitives ------------------------------------------------
  *
@@ -170,6 +239,19 @@ struct lease {
 };
 
 int nwg_add(struct session *s, const struct args *a, int64_t *count);
+/* The wg.wait result: {round: {...}} of nw (a struct nwait). */
+void nwg_pack_wait(msgpack_packer *pk, void *nw);
+/* names_lock held: a task bound to the group (spawn --wg) was added,
+ * started, ended. */
+void nwg_task_bound(const char *name, size_t len);
+void nwg_task_started(const char *name, size_t len);
+void nwg_task_ended(const char *name, size_t len, bool started, bool ok,
+		    const struct task_brief *b);
+/* names_lock held: the group's counter, waiters and round; false when the
+ * name is not in use. */
+bool nwg_status(const char *name, size_t len, int64_t *count, int64_t *waiters,
+		struct wg_round *round);
+void wg_pack_round(msgpack_packer *pk, const struct wg_round *r);
 int nwg_wait(struct req *r);
 int nmutex_lock(struct req *r);
 int nmutex_unlock(struct session *s, const struct args *a);

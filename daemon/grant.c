@@ -93,6 +93,10 @@ void nwait_abandon(struct nwait *nw, int result)
 	case PRIM_WG:
 		nwg_abandon(nw);
 		break;
+	case PRIM_TASK:
+	case PRIM_LOGS:
+		task_nwait_abandon(nw);
+		break;
 	default:
 		break;
 	}

@@ -17,17 +17,18 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#include "gorod.h"
+#include "task.h"
 
 struct options {
 	int maxprocs;
 	const char *socket;
+	const char *module_dir;
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: gorod [--socket PATH] [--maxprocs N]\n"
+		"Usage: gorod [--socket PATH] [--maxprocs N] [--module-dir DIR] [OPTIONS]\n"
 		"\n"
 		"The gorod daemon: a goroutine runtime shared by every process.\n"
 		"\n"
@@ -35,10 +36,61 @@ static void usage(FILE *f)
 		"                     $XDG_RUNTIME_DIR/gorod.sock, else /run/gorod/gorod.sock\n"
 		"  -p, --maxprocs N   worker threads (GOMAXPROCS); default: the CPUs\n"
 		"                     this process may use\n"
+		"  -m, --module-dir DIR  load the task functions of every *.so in DIR\n"
+		"      --output-max BYTES  task output kept per stream (default 1M;\n"
+		"                     suffixes K, M, G)\n"
+		"      --keep-tasks N     finished tasks kept for wait and logs (10000)\n"
+		"      --keep-age DUR     ... and for how long (1h; 250ms, 2s, 1m, 1h)\n"
+		"      --keep-output BYTES  output kept over all finished tasks (256M)\n"
 		"  -V, --version      print the version and exit\n"
 		"  -h, --help         print this help and exit\n"
 		"\n"
 		"Signals: SIGTERM or SIGINT stop gorod; SIGUSR1 logs scheduler counters.\n");
+}
+
+/* A size like 4096, 64K, 1M, 2G into *v (at most max). */
+static int parse_size(const char *s, const char *flag, long long max, int64_t *v)
+{
+	char *end;
+	long long n = strtoll(s, &end, 10), mul = 1;
+
+	if (*end == 'K' || *end == 'k')
+		mul = 1024, end++;
+	else if (*end == 'M' || *end == 'm')
+		mul = 1024 * 1024, end++;
+	else if (*end == 'G' || *end == 'g')
+		mul = 1024 * 1024 * 1024, end++;
+	if (*s == '\0' || *end != '\0' || n < 0 || n > max / mul) {
+		fprintf(stderr, "gorod: %s wants a number from 0 to %lld (suffixes K, M, G), not '%s'\n",
+			flag, max, s);
+		return -EINVAL;
+	}
+	*v = n * mul;
+	return 0;
+}
+
+/* A duration like 250ms, 2s, 1m, 1h (a bare number is seconds) into ms. */
+static int parse_duration(const char *s, int64_t *ms)
+{
+	char *end;
+	long long n = strtoll(s, &end, 10), mul = 1000;
+
+	if (strcmp(end, "ms") == 0)
+		mul = 1;
+	else if (strcmp(end, "s") == 0 || *end == '\0')
+		mul = 1000;
+	else if (strcmp(end, "m") == 0)
+		mul = 60000;
+	else if (strcmp(end, "h") == 0)
+		mul = 3600000;
+	else
+		mul = 0;
+	if (*s == '\0' || mul == 0 || n < 0 || n > INT64_MAX / 3600000) {
+		fprintf(stderr, "gorod: --keep-age wants a duration like 250ms, 2s, 1m or 1h, not '%s'\n", s);
+		return -EINVAL;
+	}
+	*ms = n * mul;
+	return 0;
 }
 
 /* Parses argv into *opt. Returns 0, 1 when gorod should exit 0 at once
@@ -47,6 +99,11 @@ static int parse_args(int argc, char **argv, struct options *opt)
 {
 	static const struct option longopts[] = {
 		{ "maxprocs", required_argument, NULL, 'p' },
+		{ "module-dir", required_argument, NULL, 'm' },
+		{ "output-max", required_argument, NULL, 'O' },
+		{ "keep-tasks", required_argument, NULL, 'K' },
+		{ "keep-age", required_argument, NULL, 'A' },
+		{ "keep-output", required_argument, NULL, 'B' },
 		{ "socket", required_argument, NULL, 's' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
@@ -54,8 +111,29 @@ static int parse_args(int argc, char **argv, struct options *opt)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "p:s:Vh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:s:m:Vh", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'm':
+			opt->module_dir = optarg;
+			break;
+		case 'O':
+			if (parse_size(optarg, "--output-max", 1LL << 30, &task_config.output_max) < 0)
+				return -EINVAL;
+			if (task_config.output_max > task_config.output_limit)
+				task_config.output_limit = task_config.output_max;
+			break;
+		case 'K':
+			if (parse_size(optarg, "--keep-tasks", 100000000, &task_config.keep_count) < 0)
+				return -EINVAL;
+			break;
+		case 'A':
+			if (parse_duration(optarg, &task_config.keep_age_ms) < 0)
+				return -EINVAL;
+			break;
+		case 'B':
+			if (parse_size(optarg, "--keep-output", 1LL << 40, &task_config.keep_output) < 0)
+				return -EINVAL;
+			break;
 		case 'p': {
 			char *end;
 			long n = strtol(optarg, &end, 10);
@@ -115,6 +193,7 @@ static void sweeper(void *unused)
 		names_sweep(PRIM_WG, nwg_expired, now);
 		names_sweep(PRIM_MUTEX, nmutex_expired, now);
 		names_sweep(PRIM_SEM, nsem_expired, now);
+		task_prune(now);
 		rt_mutex_unlock(&names_lock);
 	}
 	rt_wg_done(&sweeper_wg);
@@ -164,6 +243,10 @@ static void main_goroutine(void *arg)
 		}
 		if (read(sfd, &si, sizeof si) != (ssize_t)sizeof si)
 			continue;
+		if (si.ssi_signo == SIGCHLD) {
+			proc_reap();
+			continue;
+		}
 		if (si.ssi_signo == SIGUSR1) {
 			log_stats();
 			continue;
@@ -174,6 +257,15 @@ static void main_goroutine(void *arg)
 	}
 	server_stop();
 	sessions_close_all();
+	/* Tasks end with gorod: their process groups are killed (a service
+	 * manager's stop would kill them anyway; see README). Reaping goes on
+	 * meanwhile, from this goroutine. */
+	tasks_stop_start();
+	for (;;) {
+		proc_reap();
+		if (tasks_stop_wait(rt_deadline_ms(50)) == 0)
+			break;
+	}
 	sweeper_stop();
 }
 
@@ -196,6 +288,7 @@ int main(int argc, char **argv)
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
 	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGCHLD);
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -207,6 +300,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "gorod: the socket path is too long\n");
 		return 2;
 	}
+	if ((r = proc_init()) < 0 || (r = tasks_init()) < 0) {
+		fprintf(stderr, "gorod: cannot set up tasks: %s\n", strerror(-r));
+		return 1;
+	}
+	if (opt.module_dir && module_load_dir(opt.module_dir) < 0)
+		return 1;
 	lfd = server_listen(path);
 	if (lfd < 0)
 		return 1;

@@ -22,7 +22,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "gorod.h"
+#include "task.h"
 
 #define IN_START (64 * 1024)
 #define IN_MAX (PROTO_MAX_MESSAGE + 64 * 1024)
@@ -203,6 +203,7 @@ static void session_end(struct session *s)
 
 	rt_mutex_lock_nocancel(&names_lock);
 	holdings_release(s);
+	task_session_ended(s);
 	if (s->prev)
 		s->prev->next = s->next;
 	else
@@ -215,7 +216,56 @@ static void session_end(struct session *s)
 	rt_pollfd_close(s->pfd);
 	close(s->fd);
 	msgpack_sbuffer_destroy(&s->out);
+	free(s->groups);
 	free(s);
+}
+
+/* The supplementary groups of the peer, for running its commands as it
+ * (only a root gorod does). */
+static void peer_groups(struct session *s)
+{
+	gid_t buf[64], *g = buf;
+	socklen_t len = sizeof buf;
+
+	if (getsockopt(s->fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) < 0) {
+		if (errno != ERANGE || !(g = malloc(len)) ||
+		    getsockopt(s->fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) < 0) {
+			if (g != buf)
+				free(g);
+			return;
+		}
+	}
+	s->ngroups = (int)(len / sizeof(gid_t));
+	if (g == buf) {
+		s->groups = malloc(len ? len : 1);
+		if (s->groups)
+			memcpy(s->groups, buf, len);
+		else
+			s->ngroups = 0;
+	} else {
+		s->groups = g;
+	}
+}
+
+struct session *session_party_new(uid_t uid, gid_t gid, pid_t pid)
+{
+	struct session *p = calloc(1, sizeof *p);
+
+	if (!p)
+		return NULL;
+	p->fd = -1;
+	p->party = true;
+	p->uid = uid;
+	p->gid = gid;
+	p->pid = pid;
+	p->id = ++session_ids; /* names_lock */
+	p->started_ns = rt_now();
+	return p;
+}
+
+void session_party_free(struct session *p)
+{
+	free(p);
 }
 
 void session_serve(void *arg)
@@ -242,6 +292,8 @@ void session_serve(void *arg)
 		s->uid = cred.uid;
 		s->gid = cred.gid;
 	}
+	if (geteuid() == 0 && s->uid != 0)
+		peer_groups(s);
 	s->started_ns = rt_now();
 	msgpack_sbuffer_init(&s->out);
 

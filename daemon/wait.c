@@ -64,6 +64,60 @@ void nwait_complete(struct nwait *nw, int result)
 	rt_spin_unlock(&nw->q.lock);
 }
 
+void req_link(struct req *r)
+{
+	struct session *s = r->s;
+
+	r->prev = NULL;
+	r->next = s->reqs;
+	if (s->reqs)
+		s->reqs->prev = r;
+	s->reqs = r;
+	s->nreqs++;
+}
+
+void req_unlink(struct req *r)
+{
+	struct session *s = r->s;
+
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		s->reqs = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	r->next = r->prev = NULL;
+	s->nreqs--;
+}
+
+int nwait_park(struct nwait *nw, int64_t deadline)
+{
+	while (!nw->done) {
+		struct rt_waiter w = { 0 };
+		int rc;
+
+		rt_spin_lock(&nw->q.lock);
+		rt_mutex_unlock(&names_lock);
+		rc = rt_waitq_park(&nw->q, &w, false, deadline, "request", nw);
+		if (rc < 0)
+			rt_spin_unlock(&nw->q.lock);
+		rt_mutex_lock_nocancel(&names_lock);
+		if (rc < 0 && !nw->done)
+			nwait_abandon(nw, rc);
+	}
+	return nw->result;
+}
+
+int req_wait_here(struct req *r)
+{
+	int rc;
+
+	req_link(r);
+	rc = nwait_park(&r->nw, r->deadline);
+	req_unlink(r);
+	return rc;
+}
+
 static void pack_grant(msgpack_packer *pk, void *arg)
 {
 	struct nwait *nw = arg;
@@ -71,11 +125,6 @@ static void pack_grant(msgpack_packer *pk, void *arg)
 	msgpack_pack_map(pk, 2);
 	proto_pack_kv_u64(pk, "token", nw->token);
 	proto_pack_kv_bool(pk, "owner_died", nw->owner_died);
-}
-
-static void pack_empty(msgpack_packer *pk, void *arg)
-{
-	msgpack_pack_map(pk, 0);
 }
 
 /* The goroutine of a waiting request: parks until done, replies, frees. */
@@ -86,45 +135,38 @@ static void req_wait_main(void *arg)
 	struct nwait *nw = &r->nw;
 
 	rt_mutex_lock_nocancel(&names_lock);
-	while (!nw->done) {
-		struct rt_waiter w = { 0 };
-		int rc;
-
-		rt_spin_lock(&nw->q.lock);
-		rt_mutex_unlock(&names_lock);
-		rc = rt_waitq_park(&nw->q, &w, false, r->deadline, "request", r);
-		if (rc < 0)
-			rt_spin_unlock(&nw->q.lock);
-		rt_mutex_lock_nocancel(&names_lock);
-		if (rc < 0 && !nw->done)
-			nwait_abandon(nw, rc == -ECANCELED && s->closing ? -ECANCELED : rc);
-	}
+	nwait_park(nw, r->deadline);
 	/* Granted to a session that is closing: nobody will use it, so it is
 	 * released as a plain unlock, not as a dead owner's (which would tell
 	 * the next holder owner_died for a lock no client ever had). */
 	bool closing = s->closing;
-	if (closing && nw->done && nw->result == 0 && nw->kind != PRIM_WG) {
+	if (closing && nw->done && nw->result == 0 &&
+	    (nw->kind == PRIM_MUTEX || nw->kind == PRIM_SEM)) {
 		struct args a = { .name = r->name, .name_len = strlen(r->name), .token = nw->token };
 		if (nw->kind == PRIM_MUTEX)
 			nmutex_unlock(s, &a);
 		else
 			nsem_release(s, &a);
 	}
-	/* Unlink from the session while names_lock is held. */
-	if (r->prev)
-		r->prev->next = r->next;
-	else
-		s->reqs = r->next;
-	if (r->next)
-		r->next->prev = r->prev;
-	s->nreqs--;
+	req_unlink(r);
 	rt_mutex_unlock(&names_lock);
 
 	if (!closing) {
-		bool grant = nw->kind != PRIM_WG;
-		session_reply(s, r->msgid, nw->result, NULL,
-			      grant ? pack_grant : pack_empty, nw, true);
+		switch (nw->kind) {
+		case PRIM_MUTEX:
+		case PRIM_SEM:
+			session_reply(s, r->msgid, nw->result, NULL, pack_grant, nw, true);
+			break;
+		case PRIM_WG:
+			session_reply(s, r->msgid, nw->result, NULL, nwg_pack_wait, nw, true);
+			break;
+		default:
+			task_req_reply(r);
+			break;
+		}
 	}
+	if (nw->kind == PRIM_TASK || nw->kind == PRIM_LOGS)
+		task_req_done(r);
 	free(r);
 	rt_wg_done(&s->reqs_wg);
 }
@@ -135,19 +177,11 @@ int req_start_wait(struct req *r)
 	int rc;
 
 	rt_wg_add(&s->reqs_wg, 1);
-	r->prev = NULL;
-	r->next = s->reqs;
-	if (s->reqs)
-		s->reqs->prev = r;
-	s->reqs = r;
-	s->nreqs++;
+	req_link(r);
 	rc = rt_go(req_wait_main, r, &r->g);
 	if (rc < 0) {
 		/* Cannot wait: leave the queue and fail the request. */
-		s->reqs = r->next;
-		if (s->reqs)
-			s->reqs->prev = NULL;
-		s->nreqs--;
+		req_unlink(r);
 		nwait_abandon(&r->nw, rc);
 		rt_wg_done(&s->reqs_wg);
 	}

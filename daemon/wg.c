@@ -10,6 +10,7 @@
  * is never told "done" for work that did not finish. All under names_lock. */
 #include <limits.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "gorod.h"
 
@@ -21,11 +22,16 @@ struct nwg {
 	int64_t lost_ns;
 	struct nwait *waiters;
 	struct lease *leases;
+	struct wg_round round;  /* tasks bound this round (spawn --wg) */
+	int64_t round_ns;       /* when its last task ended */
 };
 
+/* Forgets the group if it is back to its zero value. One whose round saw
+ * tasks is kept (its failures must reach a late wg.wait) until the sweeper
+ * finds it older than the retention age of finished tasks. */
 static void maybe_drop(struct nwg *wg)
 {
-	if (wg->count == 0 && !wg->waiters && !wg->leases && !wg->lost)
+	if (wg->count == 0 && !wg->waiters && !wg->leases && !wg->lost && !wg->round.tasks)
 		names_drop(PRIM_WG, wg);
 }
 
@@ -85,6 +91,7 @@ static void wake_all(struct nwg *wg, int result)
 	while (wg->waiters) {
 		struct nwait *nw = wg->waiters;
 		nwait_unlink(&wg->waiters, nw);
+		nw->round = wg->round;
 		nwait_complete(nw, result);
 	}
 }
@@ -126,8 +133,10 @@ int nwg_add(struct session *s, const struct args *a, int64_t *count)
 				lease_free(wg, l);
 		}
 	}
-	if (a->delta > 0 && wg->count == 0)
-		wg->lost = false; /* a new round */
+	if (a->delta > 0 && wg->count == 0) { /* a new round */
+		wg->lost = false;
+		memset(&wg->round, 0, sizeof wg->round);
+	}
 	wg->count = n;
 	if (n == 0)
 		at_zero(wg);
@@ -142,8 +151,10 @@ int nwg_wait(struct req *r)
 
 	if (!wg)
 		return 0; /* the zero value: nothing to wait for */
-	if (wg->count == 0)
+	if (wg->count == 0) {
+		r->nw.round = wg->round;
 		return wg->lost ? GORO_ELOST : 0;
+	}
 	if (r->a.timeout_ms == 0)
 		return -ETIMEDOUT;
 	r->nw.kind = PRIM_WG;
@@ -178,15 +189,95 @@ void nwg_lease_lost(struct lease *l)
 		at_zero(wg);
 }
 
-/* Forgets a lost group nobody waits on after LOST_KEEP_NS. */
+/* Forgets a lost group nobody waits on after LOST_KEEP_NS, and a group
+ * kept for its round's tasks after the retention age. */
 bool nwg_expired(void *prim, int64_t now)
 {
 	struct nwg *wg = prim;
 
-	if (wg->lost && wg->count == 0 && !wg->waiters && !wg->leases &&
-	    now - wg->lost_ns > LOST_KEEP_NS) {
-		wg->lost = false;
-		return true;
+	if (wg->count != 0 || wg->waiters || wg->leases)
+		return false;
+	if (wg->lost && now - wg->lost_ns <= LOST_KEEP_NS)
+		return false;
+	if (wg->round.tasks && now - wg->round_ns <= task_config_keep_age_ns())
+		return false;
+	return wg->lost || wg->round.tasks;
+}
+
+void wg_pack_round(msgpack_packer *pk, const struct wg_round *r)
+{
+	msgpack_pack_map(pk, 4 + r->has_failure);
+	proto_pack_kv_i64(pk, "tasks", r->tasks);
+	proto_pack_kv_i64(pk, "running", r->running);
+	proto_pack_kv_i64(pk, "done", r->done);
+	proto_pack_kv_i64(pk, "failed", r->failed);
+	if (r->has_failure) {
+		proto_pack_str(pk, "first_failure");
+		task_pack_brief(pk, &r->first_failure);
 	}
-	return false;
+}
+
+void nwg_pack_wait(msgpack_packer *pk, void *arg)
+{
+	struct nwait *nw = arg;
+
+	msgpack_pack_map(pk, 1);
+	proto_pack_str(pk, "round");
+	wg_pack_round(pk, &nw->round);
+}
+
+static struct nwg *find(const char *name, size_t len)
+{
+	return names_get(PRIM_WG, name, len, sizeof(struct nwg), false);
+}
+
+void nwg_task_bound(const char *name, size_t len)
+{
+	struct nwg *wg = find(name, len);
+
+	if (wg)
+		wg->round.tasks++;
+}
+
+void nwg_task_started(const char *name, size_t len)
+{
+	struct nwg *wg = find(name, len);
+
+	if (wg)
+		wg->round.running++;
+}
+
+void nwg_task_ended(const char *name, size_t len, bool started, bool ok,
+		    const struct task_brief *b)
+{
+	struct nwg *wg = find(name, len);
+
+	if (!wg)
+		return;
+	if (started && wg->round.running > 0)
+		wg->round.running--;
+	wg->round.done++;
+	if (!ok) {
+		wg->round.failed++;
+		if (!wg->round.has_failure) {
+			wg->round.has_failure = true;
+			wg->round.first_failure = *b;
+		}
+	}
+	wg->round_ns = rt_now();
+}
+
+bool nwg_status(const char *name, size_t len, int64_t *count, int64_t *waiters,
+		struct wg_round *round)
+{
+	struct nwg *wg = find(name, len);
+
+	if (!wg)
+		return false;
+	*count = wg->count;
+	*waiters = 0;
+	for (struct nwait *w = wg->waiters; w; w = w->next)
+		++*waiters;
+	*round = wg->round;
+	return true;
 }

@@ -35,6 +35,26 @@
 	  "take n units of a named semaphore")                                  \
 	X(sem_release, "sem.release", 0, "[name, {token?}]", "{}",             \
 	  "give back what a sem.acquire took")                                  \
+	X(wg_status, "wg.status", 0, "[name]",                                  \
+	  "{count, waiters, round}",                                            \
+	  "a named WaitGroup's counter and its tasks this round")               \
+	X(spawn, "spawn", 0, "[{argv} or {func, args?}, {opts..}]", "{id}",     \
+	  "start a task: a command or a registered function, as a goroutine")   \
+	X(wait, "wait", PROTO_F_BLOCKS, "[id, {timeout_ms?}]",                  \
+	  "{id, state, ...}", "wait until a task ends; its outcome")            \
+	X(kill, "kill", 0, "[id, {signal?}]", "{}",                             \
+	  "send a signal to a task (its process group), or cancel a function") \
+	X(pause, "pause", 0, "[id]", "{}",                                      \
+	  "stop a command task's process group (SIGSTOP)")                      \
+	X(resume, "resume", 0, "[id]", "{}",                                    \
+	  "continue a paused task (SIGCONT)")                                   \
+	X(ps, "ps", 0, "[{all?}]", "[{id, state, kind, ...}, ..]",              \
+	  "the tasks queued or running (all: finished ones too)")               \
+	X(logs, "logs", 0, "[id, {stream?}]", "bin",                            \
+	  "what a task wrote to stdout (or stderr), as kept")                   \
+	X(logs_read, "logs.read", PROTO_F_BLOCKS,                               \
+	  "[id, {stream?, from?, wait_ms?}]", "{data, from, next, cut, eof}",   \
+	  "read a task's output from an offset, waiting for more (follow)")     \
 	X(stats, "stats", 0, "[]", "{...}",                                     \
 	  "runtime, session and primitive counters")                            \
 	X(maxprocs, "maxprocs", 0, "[n?]", "{maxprocs, previous}",             \

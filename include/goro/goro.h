@@ -229,6 +229,167 @@ GORO_EXPORT int goro_maxprocs(goro_client *c, int n, int *maxprocs, int *previou
  * does for []byte; invalid UTF-8 becomes U+FFFD). */
 GORO_EXPORT int goro_stats_json(goro_client *c, char **json);
 
+/* ---- tasks ------------------------------------------------------------------ */
+
+/* A task to spawn (goro_spawn). Zero-initialise it and set what you need:
+ * every field left 0 or NULL means gorod's default. Exactly one of argv
+ * and func is set. Everything is copied into the request: the caller may
+ * reuse its memory as soon as the call returns. */
+struct goro_spawn {
+	/* exec: the command, NULL-terminated; argv[0] without a '/' is looked
+	 * up in the PATH of env. */
+	const char *const *argv;
+	const char *const *env;  /* "KEY=VALUE", NULL-terminated; NULL: PATH only */
+	const char *cwd;         /* NULL: "/" */
+	const void *stdin_data;  /* bytes on its stdin, then end of file */
+	size_t stdin_len;
+
+	/* func: a function registered in gorod, and its arguments: args (each
+	 * sent as an integer if it is a decimal integer, else as a string), or
+	 * args_msgpack, one packed msgpack array (then args must be NULL). */
+	const char *func;
+	const char *const *args;
+	const void *args_msgpack;
+	size_t args_msgpack_len;
+
+	const char *name;        /* a label for ps */
+	const char *key;         /* refused (-EBUSY) while another task with it lives */
+	const char *wg;          /* add 1 now, done when the task ends */
+	const char *lock;        /* held (write) while it runs, requested now */
+	const char *rlock;       /* held (read) while it runs, requested now */
+	const char *sem;         /* one unit held while it runs, requested now */
+	int64_t sem_capacity;    /* 0: gorod's default (1, or the semaphore's) */
+	const uint64_t *after;   /* start once these have ended */
+	size_t nafter;
+	int timeout_ms;          /* 0: none */
+	int grace_ms;            /* 0: 5000 */
+	int expect_ms;           /* 0: gorod's --leak-after */
+	int64_t output_max;      /* bytes kept per stream; 0: gorod's default */
+	bool session_scope;      /* killed when this session ends */
+};
+
+/* A task's state (PROTOCOL.md, Tasks). */
+enum goro_task_state {
+	GORO_TASK_QUEUED,
+	GORO_TASK_RUNNING,
+	GORO_TASK_PAUSED,
+	GORO_TASK_EXITED,
+	GORO_TASK_SIGNALED,
+	GORO_TASK_KILLED,
+	GORO_TASK_TIMEOUT,
+	GORO_TASK_FAILED,
+	GORO_TASK_LOST,
+};
+
+/* The state's name on the wire ("exited"); never NULL. */
+GORO_EXPORT const char *goro_task_state_name(enum goro_task_state state);
+
+/* How a task ended (goro_wait). Free with goro_outcome_clear(). */
+struct goro_outcome {
+	uint64_t id;
+	enum goro_task_state state;
+	bool func;               /* a func task (else exec) */
+	int code;                /* exited: the exit code */
+	int signal;              /* signaled, killed, timeout: the signal (0: none) */
+	int error;               /* failed, lost: the negative code */
+	char message[256];       /* failed, lost: gorod's sentence */
+	char *result_json;       /* exited func: its result as JSON text, or NULL */
+	int pid;                 /* exec: the process, 0 if it never started */
+	int64_t started_ms, ended_ms; /* Unix times; started_ms 0: never started */
+	uint64_t stdout_bytes, stderr_bytes, stdout_cut, stderr_cut;
+};
+
+/* Frees what o holds (result_json); accepts NULL. */
+GORO_EXPORT void goro_outcome_clear(struct goro_outcome *o);
+
+/* The exit status a shell would give this outcome: the code for exited,
+ * 128 + signal for signaled and killed, 124 for timeout (as timeout(1)),
+ * 127 for a program that does not exist, 126 for one that cannot run,
+ * 1 for any other failure. */
+GORO_EXPORT int goro_outcome_status(const struct goro_outcome *o);
+
+/* Starts a task; its id goes to *id. */
+GORO_EXPORT int goro_spawn(goro_client *c, const struct goro_spawn *spec, uint64_t *id);
+
+/* Waits until task id has ended (timeout_ms as elsewhere) and writes its
+ * outcome to *out. -ENOENT: no such task, or no longer kept. */
+GORO_EXPORT int goro_wait(goro_client *c, uint64_t id, int timeout_ms,
+			  struct goro_outcome *out);
+
+/* Sends sig (0: SIGTERM) to the task, SIGKILL after its grace period;
+ * a func task is cancelled. -ESRCH when it has ended. */
+GORO_EXPORT int goro_kill(goro_client *c, uint64_t id, int sig);
+
+/* SIGSTOP / SIGCONT to a running exec task's process group. */
+GORO_EXPORT int goro_pause(goro_client *c, uint64_t id);
+GORO_EXPORT int goro_resume(goro_client *c, uint64_t id);
+
+/* The tasks (all: the finished ones kept too) as JSON text (an array of
+ * PROTOCOL.md's ps entries) in *json, which the caller frees. */
+GORO_EXPORT int goro_ps_json(goro_client *c, bool all, char **json);
+
+/* One task as ps shows it (goro_ps). Strings are NUL-terminated (a NUL
+ * byte from gorod ends them early). */
+struct goro_task_info {
+	uint64_t id;
+	enum goro_task_state state;
+	const char *name;        /* its label, or NULL */
+	const char *const *argv; /* exec: the command, NULL-terminated; else NULL */
+	const char *func;        /* func: the function's name; else NULL */
+	uint32_t uid;            /* its owner */
+	int pid;                 /* exec: the process, 0 if it has not started */
+	int64_t age_ms;          /* since it was spawned */
+	const char *blocked_on;  /* queued: what it waits for ("lock db"), or NULL */
+};
+
+/* goro_ps_json() as C structs: *tasks gets an array of *n entries, oldest
+ * first, in one malloc'd block (the strings too) that the caller frees
+ * with free(). *tasks is NULL when *n is 0. */
+GORO_EXPORT int goro_ps(goro_client *c, bool all, struct goro_task_info **tasks,
+			size_t *n);
+
+/* Which output stream of a task. */
+enum goro_stream {
+	GORO_STDOUT = 0,
+	GORO_STDERR = 1,
+};
+
+/* A piece of a task's output (goro_logs_read). */
+struct goro_logs {
+	void *data;     /* malloc'd, the caller frees; NULL when len is 0 */
+	size_t len;
+	uint64_t from;  /* the offset of data[0] in the stream */
+	uint64_t next;  /* the offset to read from next */
+	uint64_t cut;   /* bytes skipped before data: no longer kept */
+	bool eof;       /* the stream is closed and read to its end */
+};
+
+/* Reads stream from offset `from`, waiting up to wait_ms (0: not at all,
+ * -1: for ever) for bytes past it. See PROTOCOL.md, logs.read. */
+GORO_EXPORT int goro_logs_read(goro_client *c, uint64_t id, enum goro_stream stream,
+			       uint64_t from, int wait_ms, struct goro_logs *out);
+
+/* What gorod keeps of the stream (the last output_max bytes), in *data
+ * (malloc'd, the caller frees; NULL when *len is 0). It does not say
+ * whether bytes were cut before it: goro_logs_read() does. */
+GORO_EXPORT int goro_logs(goro_client *c, uint64_t id, enum goro_stream stream,
+			  void **data, size_t *len);
+
+/* A WaitGroup's counter and its tasks this round (PROTOCOL.md, wg.status). */
+struct goro_wg_status {
+	int64_t count, waiters;
+	int64_t tasks, running, done, failed;
+	bool has_failure;
+	struct goro_outcome first_failure; /* when has_failure; clear it */
+};
+
+GORO_EXPORT int goro_wg_status(goro_client *c, const char *name, struct goro_wg_status *out);
+
+/* goro_wg_wait() that also returns the round's figures (out may be NULL;
+ * if not, clear out->first_failure afterwards). */
+GORO_EXPORT int goro_wg_wait_status(goro_client *c, const char *name, int timeout_ms,
+				    struct goro_wg_status *out);
+
 /* ---- deferred releases ------------------------------------------------------ */
 
 /* Sends what is queued and waits until every request sent before the call
@@ -254,8 +415,14 @@ struct goro_reply {
 	int64_t count;             /* wg_add, wg_done */
 	struct goro_grant grant;   /* mutex_lock, sem_acquire */
 	int maxprocs, previous;    /* maxprocs */
-	const char *json;          /* stats: the JSON text, as goro_stats_json() */
+	const char *json;          /* stats, ps: the JSON text, as goro_stats_json() */
 	struct goro_hello hello;   /* hello */
+	uint64_t id;               /* spawn */
+	struct goro_outcome *outcome; /* wait */
+	struct goro_logs *logs;    /* logs_read; logs: data and len only */
+	struct goro_wg_status *wg; /* wg_status, wg_wait (count and waiters 0) */
+	const struct goro_task_info *tasks; /* ps, as goro_ps() */
+	size_t ntasks;
 };
 
 /* Called once per request sent with goro_send_*(): with err 0 or the
@@ -288,6 +455,16 @@ GORO_EXPORT int goro_send_sem_release(goro_client *c, const char *name, uint64_t
 				      goro_reply_fn cb, void *arg);
 GORO_EXPORT int goro_send_maxprocs(goro_client *c, int n, goro_reply_fn cb, void *arg);
 GORO_EXPORT int goro_send_stats(goro_client *c, goro_reply_fn cb, void *arg);
+GORO_EXPORT int goro_send_spawn(goro_client *c, const struct goro_spawn *spec,
+				goro_reply_fn cb, void *arg);
+GORO_EXPORT int goro_send_wait(goro_client *c, uint64_t id, int timeout_ms,
+			       goro_reply_fn cb, void *arg);
+GORO_EXPORT int goro_send_kill(goro_client *c, uint64_t id, int sig,
+			       goro_reply_fn cb, void *arg);
+GORO_EXPORT int goro_send_wg_status(goro_client *c, const char *name,
+				    goro_reply_fn cb, void *arg);
+GORO_EXPORT int goro_send_logs_read(goro_client *c, uint64_t id, enum goro_stream stream,
+				    uint64_t from, int wait_ms, goro_reply_fn cb, void *arg);
 
 /* Writes as much of what is queued as the socket takes, without blocking.
  * Returns 0 when all is written, -EAGAIN when the rest must wait for

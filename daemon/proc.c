@@ -1,0 +1,376 @@
+/* proc.c: starting the processes of exec tasks, and reaping them.
+ *
+ * Starting. gorod is a large multi-threaded process; fork() would copy its
+ * page tables (milliseconds for a big heap) and is unsafe to follow with
+ * anything but async-signal-safe calls anyway. So a process starts with
+ * vfork(): the child borrows gorod's memory and the calling thread's stack
+ * until it calls execve (or _exit), and the calling thread is suspended
+ * that long, which is the cost of the exec itself, nothing more (glibc's
+ * posix_spawn does the same with clone(CLONE_VM|CLONE_VFORK); we cannot
+ * use it because a root gorod must switch the child to the client's uid,
+ * gid and groups, which posix_spawn cannot do). The child calls nothing but
+ * raw system calls: it shares memory with a multi-threaded process, so no
+ * lock, no malloc, no glibc wrapper that talks to other threads (setuid()
+ * would signal gorod's threads). Everything it needs (the candidate paths
+ * of argv[0] along PATH, the argv and envp arrays) is prepared before.
+ * If exec fails, the child writes errno into a close-on-exec pipe and
+ * exits 127; the parent reads the pipe after vfork returns: end of file
+ * means exec succeeded.
+ *
+ * Reaping. gorod is a child subreaper (PR_SET_CHILD_SUBREAPER), so the
+ * processes a task leaves behind when its main process exits become
+ * gorod's children when their parent dies, and stay visible. All reaping
+ * is proc_reap(): waitid(P_ALL) in a loop, on SIGCHLD (main.c reads it
+ * from the signalfd). Each status goes to the proc with that pid in a
+ * table, which wakes the task's goroutine; a pid not in the table is a
+ * left-behind process, counted.
+ *
+ * The one race: a child may exit, and be reaped, between vfork's return
+ * and the insertion of its pid into the table. So each start takes a
+ * ticket before vfork and gives it back after inserting; a status whose
+ * pid is unknown is kept aside ("unclaimed") with the newest ticket taken
+ * at that time, and a start that finds its pid there takes its status.
+ * An unclaimed status is known to be a left-behind process's once no
+ * start that was in flight when it was reaped is still in flight. At most
+ * one start per worker thread is ever in flight (no goroutine parks
+ * between the ticket and the insertion), so the bookkeeping is tiny.
+ * The table and tickets are under procs_lock, a spin lock held for a few
+ * instructions. */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "task.h"
+
+#define TABLE_SIZE 1024 /* buckets; chains grow beyond */
+#define DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
+
+struct unclaimed {
+	pid_t pid;
+	int status;
+	uint64_t seen; /* the newest ticket taken when it was reaped */
+};
+
+static rt_spin procs_lock;
+static struct proc *table[TABLE_SIZE];
+static uint64_t tickets;               /* taken so far */
+static uint64_t inflight[RT_MAXPROCS_LIMIT + 8];
+static int ninflight;
+static struct unclaimed *unclaimed;
+static size_t nunclaimed, unclaimed_cap;
+static _Atomic uint64_t orphans_reaped;
+
+int proc_init(void)
+{
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+		return -errno;
+	return 0;
+}
+
+uint64_t proc_orphans_reaped(void)
+{
+	return atomic_load(&orphans_reaped);
+}
+
+static struct proc **bucket(pid_t pid)
+{
+	return &table[(unsigned)pid % TABLE_SIZE];
+}
+
+/* procs_lock held: forgets unclaimed statuses that no start in flight can
+ * claim any more: they were left-behind processes. */
+static void unclaimed_purge(void)
+{
+	uint64_t oldest = UINT64_MAX;
+	size_t j = 0;
+
+	for (int i = 0; i < ninflight; i++)
+		if (inflight[i] < oldest)
+			oldest = inflight[i];
+	for (size_t i = 0; i < nunclaimed; i++) {
+		if (unclaimed[i].seen < oldest)
+			atomic_fetch_add(&orphans_reaped, 1);
+		else
+			unclaimed[j++] = unclaimed[i];
+	}
+	nunclaimed = j;
+}
+
+/* procs_lock held: delivers one reaped status. */
+static void deliver(pid_t pid, int status)
+{
+	struct proc **pp = bucket(pid);
+
+	for (; *pp; pp = &(*pp)->hnext) {
+		struct proc *p = *pp;
+		if (p->pid != pid)
+			continue;
+		*pp = p->hnext;
+		p->hnext = NULL;
+		p->status = status;
+		rt_spin_lock(&p->q.lock);
+		p->exited = true;
+		struct rt_waiter *w = rt_waitq_pop(&p->q);
+		if (w)
+			rt_waitq_wake(w, 0);
+		rt_spin_unlock(&p->q.lock);
+		return;
+	}
+	if (ninflight == 0) {
+		atomic_fetch_add(&orphans_reaped, 1);
+		return;
+	}
+	if (nunclaimed == unclaimed_cap) {
+		size_t cap = unclaimed_cap ? unclaimed_cap * 2 : 16;
+		struct unclaimed *u = realloc(unclaimed, cap * sizeof *u);
+		if (!u) { /* cannot keep it: the start will report it lost */
+			atomic_fetch_add(&orphans_reaped, 1);
+			return;
+		}
+		unclaimed = u;
+		unclaimed_cap = cap;
+	}
+	unclaimed[nunclaimed++] = (struct unclaimed){ pid, status, tickets };
+}
+
+void proc_reap(void)
+{
+	for (;;) {
+		siginfo_t si;
+		int status;
+
+		si.si_pid = 0;
+		if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0)
+			break;
+		status = si.si_code == CLD_EXITED ? W_EXITCODE(si.si_status, 0)
+						  : si.si_status & 0x7f;
+		rt_spin_lock(&procs_lock);
+		deliver(si.si_pid, status);
+		rt_spin_unlock(&procs_lock);
+	}
+}
+
+int proc_wait(struct proc *p, int64_t deadline)
+{
+	struct rt_waiter w = { 0 };
+	int rc;
+
+	rt_spin_lock(&p->q.lock);
+	if (p->exited) {
+		rt_spin_unlock(&p->q.lock);
+		return 0;
+	}
+	rc = rt_waitq_park(&p->q, &w, 0, deadline, "child", p);
+	if (rc < 0)
+		rt_spin_unlock(&p->q.lock);
+	return rc;
+}
+
+/* ---- the child ------------------------------------------------------------------ */
+
+/* The kernel's struct sigaction, for a raw rt_sigaction. */
+struct ksigaction {
+	void (*handler)(int);
+	unsigned long flags;
+	void (*restorer)(void);
+	uint64_t mask;
+};
+
+struct child_err {
+	int err;
+	int step;
+};
+
+enum { STEP_SETUP, STEP_CHDIR, STEP_CREDS, STEP_EXEC };
+
+static const char *const step_names[] = { "setting up the process", "changing to the working directory",
+					   "switching to the client's user", "running the program" };
+
+/* Runs in the vfork child: raw system calls only (see the top). */
+static __attribute__((noreturn)) void child(const struct exec_spec *sp, char *const *paths,
+					    int errfd)
+{
+	struct ksigaction dfl = { .handler = SIG_DFL };
+	uint64_t none = 0;
+	struct child_err ce = { 0, STEP_SETUP };
+	bool eacces = false;
+	int fds[3] = { sp->fd_in, sp->fd_out, sp->fd_err };
+
+	/* gorod ignores SIGPIPE; an ignored signal stays ignored across exec. */
+	syscall(SYS_rt_sigaction, SIGPIPE, &dfl, NULL, sizeof none);
+	if (syscall(SYS_setpgid, 0, 0) < 0)
+		goto fail;
+	for (int i = 0; i < 3; i++)
+		if (syscall(SYS_dup3, fds[i], i, 0) < 0)
+			goto fail;
+	ce.step = STEP_CHDIR;
+	if (syscall(SYS_chdir, sp->cwd) < 0)
+		goto fail;
+	ce.step = STEP_CREDS;
+	if (sp->as_client &&
+	    (syscall(SYS_setgroups, sp->ngroups, sp->groups) < 0 ||
+	     syscall(SYS_setresgid, sp->gid, sp->gid, sp->gid) < 0 ||
+	     syscall(SYS_setresuid, sp->uid, sp->uid, sp->uid) < 0))
+		goto fail;
+	/* gorod blocks the signals it reads from its signalfd; the mask
+	 * survives exec, so clear it last (nothing can arrive before exec
+	 * that the child would handle: its dispositions are the defaults). */
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof none);
+	ce.step = STEP_EXEC;
+	errno = ENOENT;
+	for (int i = 0; paths[i]; i++) {
+		syscall(SYS_execve, paths[i], sp->argv, sp->envp);
+		if (errno == EACCES)
+			eacces = true;
+		else if (errno != ENOENT && errno != ENOTDIR)
+			break;
+	}
+	if (eacces && (errno == ENOENT || errno == ENOTDIR))
+		errno = EACCES;
+fail:
+	ce.err = errno;
+	syscall(SYS_write, errfd, &ce, sizeof ce);
+	syscall(SYS_exit_group, 127);
+	__builtin_unreachable();
+}
+
+/* The PATH in envp, or the default. */
+static const char *env_path(char *const *envp)
+{
+	for (; envp && *envp; envp++)
+		if (strncmp(*envp, "PATH=", 5) == 0)
+			return *envp + 5;
+	return DEFAULT_PATH;
+}
+
+/* The paths to try for argv0, as execvp(3) would, in one allocation:
+ * argv0 itself when it has a '/', else each directory of PATH (an empty
+ * entry meaning the working directory). */
+static char **candidate_paths(const char *argv0, char *const *envp)
+{
+	size_t alen = strlen(argv0), n = 1, bytes = 0;
+	const char *path = env_path(envp), *p;
+	char **v, *s;
+
+	if (strchr(argv0, '/')) {
+		v = malloc(2 * sizeof *v + alen + 1);
+		if (!v)
+			return NULL;
+		v[0] = memcpy((char *)(v + 2), argv0, alen + 1);
+		v[1] = NULL;
+		return v;
+	}
+	for (p = path; *p; p++)
+		n += *p == ':';
+	bytes = strlen(path) + n * (alen + 3);
+	v = malloc((n + 1) * sizeof *v + bytes);
+	if (!v)
+		return NULL;
+	s = (char *)(v + n + 1);
+	n = 0;
+	for (p = path;;) {
+		const char *end = strchrnul(p, ':');
+		size_t dlen = (size_t)(end - p);
+		v[n++] = s;
+		if (dlen == 0) {
+			*s++ = '.';
+		} else {
+			memcpy(s, p, dlen);
+			s += dlen;
+		}
+		*s++ = '/';
+		memcpy(s, argv0, alen + 1);
+		s += alen + 1;
+		if (!*end)
+			break;
+		p = end + 1;
+	}
+	v[n] = NULL;
+	return v;
+}
+
+/* vfork in a function of its own, so that no local of the caller lives
+ * in a register the child could clobber. Returns the pid or -1 (errno). */
+static __attribute__((noinline)) pid_t vfork_child(const struct exec_spec *sp, char *const *paths,
+						   int errfd)
+{
+	pid_t pid = vfork();
+
+	if (pid == 0)
+		child(sp, paths, errfd);
+	return pid;
+}
+
+int proc_start(struct proc *p, const struct exec_spec *sp, const char **why)
+{
+	char **paths = candidate_paths(sp->argv[0], sp->envp);
+	struct child_err ce = { 0, 0 };
+	int errp[2], slot;
+	uint64_t ticket;
+	pid_t pid;
+	ssize_t n;
+
+	*why = NULL;
+	if (!paths)
+		return -ENOMEM;
+	if (pipe2(errp, O_CLOEXEC) < 0) {
+		free(paths);
+		*why = step_names[STEP_SETUP];
+		return -errno;
+	}
+	rt_spin_lock(&procs_lock);
+	ticket = ++tickets;
+	slot = ninflight++;
+	inflight[slot] = ticket;
+	rt_spin_unlock(&procs_lock);
+
+	pid = vfork_child(sp, paths, errp[1]);
+	int verr = errno;
+	close(errp[1]);
+
+	rt_spin_lock(&procs_lock);
+	for (int i = 0; i < ninflight; i++) {
+		if (inflight[i] == ticket) {
+			inflight[i] = inflight[--ninflight];
+			break;
+		}
+	}
+	if (pid > 0) {
+		p->pid = pid;
+		p->exited = false;
+		for (size_t i = 0; i < nunclaimed; i++) {
+			if (unclaimed[i].pid == pid) {
+				p->exited = true;
+				p->status = unclaimed[i].status;
+				unclaimed[i] = unclaimed[--nunclaimed];
+				break;
+			}
+		}
+		if (!p->exited) {
+			p->hnext = *bucket(pid);
+			*bucket(pid) = p;
+		}
+	}
+	unclaimed_purge();
+	rt_spin_unlock(&procs_lock);
+	free(paths);
+
+	if (pid < 0) {
+		close(errp[0]);
+		*why = step_names[STEP_SETUP];
+		return -verr;
+	}
+	do
+		n = read(errp[0], &ce, sizeof ce);
+	while (n < 0 && errno == EINTR);
+	close(errp[0]);
+	if (n == (ssize_t)sizeof ce) {
+		*why = step_names[ce.step < STEP_EXEC + 1 ? ce.step : STEP_SETUP];
+		return -(ce.err ? ce.err : EIO);
+	}
+	return 0;
+}

@@ -1,0 +1,1139 @@
+/* task.c: tasks, the goroutines that clients spawn.
+ *
+ * A task is one goroutine (task_main) that goes through its life in
+ * order: it waits for the tasks named by `after`, then for the lock and
+ * semaphore unit that were requested for it at spawn (queued then, in
+ * submission order, so that "lock outside the goroutine" keeps its order),
+ * runs (a process for exec, a function for func), and ends: it records the
+ * outcome, releases what it held, does the WaitGroup's done, wakes those
+ * waiting for it, and moves to the finished list, where retention keeps it
+ * for `wait` and `logs` within count, age and output-memory limits.
+ *
+ * The task as a holder. Locks, semaphore units and WaitGroup counts are
+ * held by sessions (gorod.h). A task that holds any gets a session of its
+ * own without a connection (its party): the lock it asked for at spawn is
+ * the party's, not the spawning client's, so the client may disconnect
+ * meanwhile; the wait-for graph sees the party like any session. At the
+ * end, a task that exited (whatever its code) releases its spawn grants
+ * as a plain unlock; one that was killed, timed out or died of a signal
+ * releases them as a dead owner (the next holder is told owner_died: what
+ * the lock guards may be half-updated), and so is anything a module
+ * function took and did not give back.
+ *
+ * Ending early. A kill of a queued task cancels its goroutine (every park
+ * returns -ECANCELED); a kill of a running exec task sets kill_sig and
+ * wakes the goroutine, which signals the process group and arms the grace
+ * period after which SIGKILL follows; a func task is cancelled, children
+ * included, and its function returns. A timeout is the same as a kill by
+ * gorod itself, with state `timeout`.
+ *
+ * All fields under names_lock, except what only the task goroutine
+ * touches while it runs (the process, the pipes) and the output
+ * (output.c). A task record is freed when retention has let it go and no
+ * reference is left (the goroutine, pumps, waiting requests: refs). */
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "task.h"
+
+struct task_config task_config = {
+	.output_max = 1 << 20,
+	.output_limit = 64 << 20,
+	.keep_count = 10000,
+	.keep_age_ms = 3600 * 1000,
+	.keep_output = 256 << 20,
+	.leak_after_ms = 600 * 1000,
+};
+
+int64_t task_config_keep_age_ns(void)
+{
+	return task_config.keep_age_ms * 1000000;
+}
+
+static const char *const state_names[] = {
+	[TS_QUEUED] = "queued",     [TS_RUNNING] = "running", [TS_PAUSED] = "paused",
+	[TS_EXITED] = "exited",     [TS_SIGNALED] = "signaled", [TS_KILLED] = "killed",
+	[TS_TIMEOUT] = "timeout",   [TS_FAILED] = "failed",   [TS_LOST] = "lost",
+};
+
+const char *task_state_name(enum task_state st)
+{
+	return st <= TS_LOST ? state_names[st] : "?";
+}
+
+/* ---- the registry: ids, and the live and finished lists ------------------------ */
+
+struct keyent {
+	struct task *t;
+};
+
+static uint64_t task_ids;
+static struct task **ids;        /* hash by id, chained through hnext */
+static size_t nids_buckets, nids;
+static struct task *live_head, *live_tail, *fin_head, *fin_tail;
+static uint64_t nlive, nfin, nspawned, fin_output;
+static uint64_t ended_by_state[TS_LOST + 1];
+
+/* Every goroutine of every task (its own, pumps, stdin writers,
+ * watchdogs), for a clean stop. */
+struct rt_wg tasks_wg;
+
+static size_t id_bucket(uint64_t id, size_t nb)
+{
+	return (size_t)((id * 0x9e3779b97f4a7c15ULL) >> 20) & (nb - 1);
+}
+
+static int ids_resize(size_t nb)
+{
+	struct task **b = calloc(nb, sizeof *b);
+
+	if (!b)
+		return -ENOMEM;
+	for (size_t i = 0; i < nids_buckets; i++) {
+		for (struct task *t = ids[i], *next; t; t = next) {
+			next = t->hnext;
+			t->hnext = b[id_bucket(t->id, nb)];
+			b[id_bucket(t->id, nb)] = t;
+		}
+	}
+	free(ids);
+	ids = b;
+	nids_buckets = nb;
+	return 0;
+}
+
+struct task *task_find(uint64_t id)
+{
+	if (!nids_buckets)
+		return NULL;
+	for (struct task *t = ids[id_bucket(id, nids_buckets)]; t; t = t->hnext)
+		if (t->id == id)
+			return t;
+	return NULL;
+}
+
+static int ids_insert(struct task *t)
+{
+	if (nids + 1 > nids_buckets && ids_resize(nids_buckets ? nids_buckets * 2 : 1024) < 0)
+		return -ENOMEM;
+	struct task **b = &ids[id_bucket(t->id, nids_buckets)];
+	t->hnext = *b;
+	*b = t;
+	nids++;
+	return 0;
+}
+
+static void ids_remove(struct task *t)
+{
+	struct task **pp = &ids[id_bucket(t->id, nids_buckets)];
+
+	for (; *pp; pp = &(*pp)->hnext) {
+		if (*pp == t) {
+			*pp = t->hnext;
+			nids--;
+			break;
+		}
+	}
+	if (nids_buckets > 1024 && nids < nids_buckets / 8)
+		ids_resize(nids_buckets / 2);
+}
+
+static void list_append(struct task **head, struct task **tail, struct task *t)
+{
+	t->next = NULL;
+	t->prev = *tail;
+	if (*tail)
+		(*tail)->next = t;
+	else
+		*head = t;
+	*tail = t;
+}
+
+static void list_remove(struct task **head, struct task **tail, struct task *t)
+{
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		*head = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	else
+		*tail = t->prev;
+	t->next = t->prev = NULL;
+}
+
+/* ---- records ------------------------------------------------------------------------ */
+
+struct task *task_new(struct session *s)
+{
+	struct task *t = calloc(1, sizeof *t);
+
+	if (!t)
+		return NULL;
+	t->uid = s->uid;
+	t->gid = s->gid;
+	t->client_pid = s->pid;
+	t->stdin_fd = -1;
+	t->created_ns = rt_now();
+	t->grace_ms = 5000;
+	t->expect_ms = -1;
+	outbuf_init(&t->out[0], (size_t)task_config.output_max);
+	outbuf_init(&t->out[1], (size_t)task_config.output_max);
+	return t;
+}
+
+static void task_free(struct task *t)
+{
+	outbuf_destroy(&t->out[0]);
+	outbuf_destroy(&t->out[1]);
+	free(t->groups);
+	free(t->name);
+	free(t->key);
+	free(t->spec);
+	free(t->args);
+	free(t->wg);
+	free(t->after);
+	free(t->lockreq);
+	free(t->semreq);
+	free(t->errmsg);
+	free(t->result);
+	free(t);
+}
+
+void task_discard(struct task *t)
+{
+	task_free(t);
+}
+
+void task_unref(struct task *t)
+{
+	if (--t->refs == 0 && t->pruned)
+		task_free(t);
+}
+
+bool task_allowed(const struct session *s, const struct task *t)
+{
+	return s->uid == 0 || s->uid == t->uid;
+}
+
+static int64_t unix_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* names_lock held: the task's party, made on first use. */
+struct session *task_party(struct task *t)
+{
+	if (!t->party)
+		t->party = session_party_new(t->uid, t->gid, t->client_pid);
+	return t->party;
+}
+
+/* ---- retention ------------------------------------------------------------------- */
+
+static void forget(struct task *t)
+{
+	list_remove(&fin_head, &fin_tail, t);
+	nfin--;
+	fin_output -= t->accounted;
+	ids_remove(t);
+	t->pruned = true;
+	if (t->refs == 0)
+		task_free(t);
+}
+
+void task_prune(int64_t now_ns)
+{
+	int64_t age = task_config.keep_age_ms * 1000000;
+
+	while (fin_head && ((int64_t)nfin > task_config.keep_count ||
+			    (int64_t)fin_output > task_config.keep_output ||
+			    now_ns - fin_head->ended_ns > age))
+		forget(fin_head);
+}
+
+/* ---- ending ------------------------------------------------------------------------- */
+
+bool task_succeeded(const struct task *t)
+{
+	return t->state == TS_EXITED && t->code == 0;
+}
+
+void task_brief_of(const struct task *t, struct task_brief *b)
+{
+	*b = (struct task_brief){ t->id, t->state, t->code, t->sig, t->err };
+}
+
+/* names_lock held: gives back the grant a spawn request got: plainly when
+ * the task exited, as a dead owner's otherwise (holdings_release). */
+static void release_spawn_grant(struct task *t, struct req *r, bool clean)
+{
+	if (!r)
+		return;
+	if (!r->nw.done) { /* still queued: it ended before the grant */
+		nwait_abandon(&r->nw, -ECANCELED);
+		req_unlink(r);
+		return;
+	}
+	if (r->nw.result == 0 && clean) {
+		struct args a = { .name = r->name, .name_len = strlen(r->name), .token = r->nw.token };
+		if (r->nw.kind == PRIM_SEM)
+			nsem_release(t->party, &a);
+		else
+			nmutex_unlock(t->party, &a);
+	}
+}
+
+/* names_lock held: the task has its outcome (state etc. set): everything
+ * that follows from its end. */
+static void task_ended(struct task *t)
+{
+	struct task_brief b;
+	bool started = t->started_ns != 0, clean = t->state == TS_EXITED;
+
+	t->ended_ms = unix_ms();
+	t->ended_ns = rt_now();
+	if (!started)
+		t->started_ms = 0;
+	ended_by_state[t->state]++;
+
+	release_spawn_grant(t, t->lockreq, clean);
+	release_spawn_grant(t, t->semreq, clean);
+	if (t->party) {
+		holdings_release(t->party);
+		session_party_free(t->party);
+		t->party = NULL;
+	}
+	if (t->wg) {
+		struct args a = { .name = t->wg, .name_len = strlen(t->wg), .delta = -1 };
+		int64_t count;
+		task_brief_of(t, &b);
+		nwg_task_ended(t->wg, a.name_len, started, task_succeeded(t), &b);
+		nwg_add(NULL, &a, &count);
+	}
+	if (t->key) {
+		struct keyent *k = names_get(PRIM_TASKKEY, t->key, strlen(t->key), sizeof *k, false);
+		if (k && k->t == t)
+			names_drop(PRIM_TASKKEY, k);
+	}
+	if (t->scope_s) {
+		struct session *s = t->scope_s;
+		if (t->sprev)
+			t->sprev->snext = t->snext;
+		else
+			s->tasks = t->snext;
+		if (t->snext)
+			t->snext->sprev = t->sprev;
+		t->scope_s = NULL;
+	}
+	while (t->waiters) {
+		struct nwait *nw = t->waiters;
+		nwait_unlink(&t->waiters, nw);
+		nwait_complete(nw, 0);
+	}
+	while (t->log_waiters) {
+		struct nwait *nw = t->log_waiters;
+		nwait_unlink(&t->log_waiters, nw);
+		nwait_complete(nw, 0);
+	}
+	list_remove(&live_head, &live_tail, t);
+	nlive--;
+	list_append(&fin_head, &fin_tail, t);
+	nfin++;
+	t->accounted = t->out[0].kept + t->out[1].kept + t->result_len;
+	fin_output += t->accounted;
+	task_prune(t->ended_ns);
+}
+
+/* ---- waiting for events while the process runs ------------------------------------ */
+
+/* Wakes the task goroutine waiting in proc_wait_ev (a kill, a pause). */
+static void task_poke(struct task *t)
+{
+	rt_spin_lock(&t->proc.q.lock);
+	t->ev_pending = true;
+	struct rt_waiter *w = rt_waitq_pop(&t->proc.q);
+	if (w)
+		rt_waitq_wake(w, 1);
+	rt_spin_unlock(&t->proc.q.lock);
+}
+
+/* Parks until the process exited, an event was poked, or the deadline.
+ * Returns 0 (exited), 1 (an event), or -ETIMEDOUT. */
+static int proc_wait_ev(struct task *t, int64_t deadline)
+{
+	struct proc *p = &t->proc;
+	struct rt_waiter w = { 0 };
+	int rc;
+
+	rt_spin_lock(&p->q.lock);
+	if (p->exited || t->ev_pending) {
+		rc = p->exited ? 0 : 1;
+		t->ev_pending = false;
+		rt_spin_unlock(&p->q.lock);
+		return rc;
+	}
+	rc = rt_waitq_park(&p->q, &w, RT_WQ_NOCANCEL, deadline, "child", p);
+	if (rc < 0) {
+		rt_spin_unlock(&p->q.lock);
+		return rc;
+	}
+	rt_spin_lock(&p->q.lock);
+	t->ev_pending = false;
+	rc = p->exited ? 0 : 1;
+	rt_spin_unlock(&p->q.lock);
+	return rc;
+}
+
+static int64_t min64(int64_t a, int64_t b)
+{
+	if (a == RT_FOREVER)
+		return b;
+	if (b == RT_FOREVER)
+		return a;
+	return a < b ? a : b;
+}
+
+static void signal_group(struct task *t, int sig)
+{
+	if (t->proc.pid > 0)
+		kill(-t->proc.pid, sig);
+}
+
+/* The exec task's main loop while its process runs: kills, pauses, the
+ * timeout and the grace period, until the process exits. */
+static void supervise(struct task *t)
+{
+	int64_t tdl = t->timeout_ms > 0 ? t->started_ns + t->timeout_ms * 1000000 : RT_FOREVER;
+	int64_t gdl = RT_FOREVER;
+
+	for (;;) {
+		int rc = proc_wait_ev(t, min64(tdl, gdl));
+		int64_t now = rt_now();
+		int sig;
+
+		if (rc == 0)
+			return;
+		rt_mutex_lock_nocancel(&names_lock);
+		sig = t->kill_sig;
+		t->kill_sig = 0;
+		rt_mutex_unlock(&names_lock);
+		if (sig) {
+			signal_group(t, sig);
+			if (sig != SIGKILL && sig != SIGSTOP && sig != SIGCONT && gdl == RT_FOREVER)
+				gdl = now + t->grace_ms * 1000000;
+			if (sig != SIGSTOP && sig != SIGCONT)
+				signal_group(t, SIGCONT); /* a stopped group cannot die */
+		}
+		if (tdl != RT_FOREVER && now >= tdl) {
+			t->timed_out = true;
+			tdl = RT_FOREVER;
+			signal_group(t, SIGTERM);
+			signal_group(t, SIGCONT);
+			gdl = now + t->grace_ms * 1000000;
+		} else if (gdl != RT_FOREVER && now >= gdl) {
+			signal_group(t, SIGKILL);
+			gdl = RT_FOREVER;
+		}
+	}
+}
+
+/* ---- running an exec task ------------------------------------------------------------ */
+
+static int devnull = -1;
+
+/* The writer of stdin bytes: a goroutine, so a process that reads slowly
+ * does not hold up the task. Holds a reference to t. */
+static void stdin_main(void *arg)
+{
+	struct task *t = arg;
+	size_t off = 0;
+
+	while (off < t->stdin_len) {
+		ssize_t n = write(t->stdin_fd, t->stdin_data + off, t->stdin_len - off);
+		if (n > 0)
+			off += (size_t)n;
+		else if (n < 0 && errno == EINTR)
+			continue;
+		else if (n < 0 && errno == EAGAIN) {
+			if (rt_wait_fd(t->stdin_fd, RT_WRITE, RT_FOREVER) < 0)
+				break;
+		} else
+			break; /* EPIPE: the process does not read it */
+	}
+	close(t->stdin_fd);
+	t->stdin_fd = -1;
+	rt_mutex_lock_nocancel(&names_lock);
+	task_unref(t);
+	rt_mutex_unlock(&names_lock);
+	rt_wg_done(&tasks_wg);
+}
+
+static int nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ? -errno : 0;
+}
+
+/* Sets the failed outcome for an error of gorod's own (names_lock not held). */
+static void fail(struct task *t, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void fail(struct task *t, int err, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg = NULL;
+
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		msg = NULL;
+	va_end(ap);
+	rt_mutex_lock_nocancel(&names_lock);
+	t->state = TS_FAILED;
+	t->err = err;
+	free(t->errmsg);
+	t->errmsg = msg;
+	rt_mutex_unlock(&names_lock);
+}
+
+static void run_exec(struct task *t)
+{
+	int out[2] = { -1, -1 }, err[2] = { -1, -1 }, in[2] = { -1, -1 };
+	struct exec_spec sp = {
+		.argv = t->argv, .envp = t->envp, .cwd = t->cwd ? t->cwd : "/",
+		.as_client = geteuid() == 0 && t->uid != 0,
+		.uid = t->uid, .gid = t->gid, .groups = t->groups, .ngroups = t->ngroups,
+	};
+	const char *why;
+	int rc;
+
+	if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
+	    (t->stdin_len && pipe2(in, O_CLOEXEC) < 0)) {
+		rc = -errno;
+		fail(t, rc, "cannot make the pipes for its output: %s", strerror(-rc));
+		goto out;
+	}
+	nonblock(out[0]);
+	nonblock(err[0]);
+	sp.fd_in = t->stdin_len ? in[0] : devnull;
+	sp.fd_out = out[1];
+	sp.fd_err = err[1];
+	rc = proc_start(&t->proc, &sp, &why);
+	close(out[1]);
+	close(err[1]);
+	out[1] = err[1] = -1;
+	if (in[0] >= 0)
+		close(in[0]);
+	in[0] = -1;
+	if (t->proc.pid > 0) {
+		if (outbuf_pump_start(t, &t->out[0], out[0]) == 0)
+			out[0] = -1;
+		if (outbuf_pump_start(t, &t->out[1], err[0]) == 0)
+			err[0] = -1;
+	}
+	if (rc < 0) {
+		bool chdir_failed = why && strstr(why, "directory");
+		fail(t, rc, "%s '%s': %s", why ? why : "starting", chdir_failed ? sp.cwd : t->argv[0],
+		     strerror(-rc));
+	} else if (in[1] >= 0) {
+		nonblock(in[1]);
+		t->stdin_fd = in[1];
+		in[1] = -1;
+		rt_mutex_lock_nocancel(&names_lock);
+		t->refs++;
+		rt_wg_add(&tasks_wg, 1);
+		if (rt_go(stdin_main, t, NULL) < 0) {
+			close(t->stdin_fd);
+			t->stdin_fd = -1;
+			t->refs--;
+			rt_wg_done(&tasks_wg);
+		}
+		rt_mutex_unlock(&names_lock);
+	}
+	if (t->proc.pid > 0) {
+		if (rc == 0)
+			supervise(t);
+		while (proc_wait(&t->proc, RT_FOREVER) < 0) /* cancelled: still reap */
+			proc_wait_ev(t, RT_FOREVER);
+		outbuf_drain(t, &t->out[0]);
+		outbuf_drain(t, &t->out[1]);
+	}
+	if (rc == 0) {
+		int st = t->proc.status;
+		rt_mutex_lock_nocancel(&names_lock);
+		if (WIFSIGNALED(st))
+			t->sig = WTERMSIG(st);
+		else
+			t->code = WEXITSTATUS(st);
+		t->state = t->timed_out ? TS_TIMEOUT
+			 : t->killed ? TS_KILLED
+			 : WIFSIGNALED(st) ? TS_SIGNALED : TS_EXITED;
+		rt_mutex_unlock(&names_lock);
+	}
+out:
+	for (int i = 0; i < 2; i++) {
+		if (out[i] >= 0)
+			close(out[i]);
+		if (err[i] >= 0)
+			close(err[i]);
+		if (in[i] >= 0)
+			close(in[i]);
+	}
+}
+
+/* ---- running a func task --------------------------------------------------------------- */
+
+struct kid {
+	struct task *t;
+	void (*fn)(void *);
+	void *arg;
+};
+
+static void kid_main(void *arg)
+{
+	struct kid k = *(struct kid *)arg;
+	struct task *t = k.t;
+
+	free(arg);
+	k.fn(k.arg);
+	rt_spin_lock(&t->kids_q.lock);
+	if (--t->nkids == 0) {
+		struct rt_waiter *w = rt_waitq_pop(&t->kids_q);
+		if (w)
+			rt_waitq_wake(w, 0);
+	}
+	rt_spin_unlock(&t->kids_q.lock);
+}
+
+int task_go_child(struct task *t, void (*fn)(void *), void *arg)
+{
+	struct kid *k = malloc(sizeof *k);
+	struct rt_gref g;
+	int rc;
+
+	if (!k)
+		return -ENOMEM;
+	*k = (struct kid){ t, fn, arg };
+	rt_spin_lock(&t->kids_q.lock);
+	t->nkids++;
+	rt_spin_unlock(&t->kids_q.lock);
+	rc = rt_go(kid_main, k, &g);
+	if (rc < 0) {
+		free(k);
+		rt_spin_lock(&t->kids_q.lock);
+		t->nkids--;
+		rt_spin_unlock(&t->kids_q.lock);
+		return rc;
+	}
+	rt_mutex_lock_nocancel(&names_lock);
+	if (t->kids_len == t->kids_cap) {
+		size_t cap = t->kids_cap ? t->kids_cap * 2 : 4;
+		struct rt_gref *v = realloc(t->kids, cap * sizeof *v);
+		if (v) {
+			t->kids = v;
+			t->kids_cap = cap;
+		}
+	}
+	if (t->kids_len < t->kids_cap)
+		t->kids[t->kids_len++] = g;
+	if (t->cancelled)
+		rt_cancel(g);
+	rt_mutex_unlock(&names_lock);
+	return 0;
+}
+
+/* names_lock held: cancels a func task's goroutine and its children. */
+static void cancel_func(struct task *t)
+{
+	t->cancelled = true;
+	rt_cancel(t->g);
+	for (size_t i = 0; i < t->kids_len; i++)
+		rt_cancel(t->kids[i]);
+}
+
+/* The func timeout: a goroutine that cancels the task when it passes. */
+static void watchdog_main(void *arg)
+{
+	struct task *t = arg;
+	int rc = rt_sleep(t->started_ns + t->timeout_ms * 1000000);
+
+	rt_mutex_lock_nocancel(&names_lock);
+	if (rc == 0 && !TS_ENDED(t->state) && !t->cancelled) {
+		t->timed_out = true;
+		cancel_func(t);
+	}
+	task_unref(t);
+	rt_mutex_unlock(&names_lock);
+	rt_wg_done(&tasks_wg);
+}
+
+static void run_func(struct task *t)
+{
+	struct goro_task gt = { t };
+	struct rt_gref watchdog = { 0 };
+	int rc;
+
+	if (t->timeout_ms > 0) {
+		rt_mutex_lock_nocancel(&names_lock);
+		t->refs++;
+		rt_wg_add(&tasks_wg, 1);
+		if (rt_go(watchdog_main, t, &watchdog) < 0) {
+			t->refs--;
+			rt_wg_done(&tasks_wg);
+		}
+		rt_mutex_unlock(&names_lock);
+	}
+	rc = t->fn->fn(&gt, t->args, t->nargs);
+
+	/* Its children end before it does. */
+	rt_spin_lock(&t->kids_q.lock);
+	while (t->nkids > 0) {
+		struct rt_waiter w = { 0 };
+		rt_waitq_park(&t->kids_q, &w, RT_WQ_NOCANCEL, RT_FOREVER, "children", t);
+		rt_spin_lock(&t->kids_q.lock);
+	}
+	rt_spin_unlock(&t->kids_q.lock);
+
+	rt_mutex_lock_nocancel(&names_lock);
+	if (watchdog.g && !t->timed_out)
+		rt_cancel(watchdog);
+	if (t->timed_out) {
+		t->state = TS_TIMEOUT;
+	} else if (t->cancelled) {
+		t->state = TS_KILLED;
+	} else if (rc < 0) {
+		t->state = TS_FAILED;
+		t->err = rc;
+		if (!t->errmsg && (t->errmsg = malloc(128)))
+			snprintf(t->errmsg, 128, "%s failed: %s", t->fn->name, proto_strerror(rc));
+	} else {
+		t->state = TS_EXITED;
+		t->code = 0;
+	}
+	rt_mutex_unlock(&names_lock);
+}
+
+/* ---- the task goroutine ---------------------------------------------------------------- */
+
+/* names_lock held: waits for the after-tasks, the lock and the semaphore.
+ * Returns 0, or -ECANCELED when killed meanwhile. */
+static int wait_turn(struct task *t)
+{
+	for (int i = 0; i < t->nafter; i++) {
+		struct task *dep = task_find(t->after[i]);
+		struct nwait nw = { 0 };
+
+		if (!dep || TS_ENDED(dep->state))
+			continue;
+		nw.kind = PRIM_TASK;
+		nw.prim = dep;
+		t->waiting_for = dep->id;
+		nwait_enqueue(&dep->waiters, &nw);
+		int rc = nwait_park(&nw, RT_FOREVER);
+		t->waiting_for = 0;
+		if (rc < 0)
+			return rc;
+	}
+	struct req *rs[2] = { t->lockreq, t->semreq };
+	for (int i = 0; i < 2; i++) {
+		struct req *r = rs[i];
+		if (!r || r->nw.done)
+			continue;
+		int rc = nwait_park(&r->nw, RT_FOREVER);
+		req_unlink(r);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static void task_main(void *arg)
+{
+	struct task *t = arg;
+	int rc;
+
+	rt_mutex_lock_nocancel(&names_lock);
+	rc = wait_turn(t);
+	if (rc == 0 && (t->lockreq && t->lockreq->nw.result < 0))
+		rc = t->lockreq->nw.result;
+	if (rc == 0 && (t->semreq && t->semreq->nw.result < 0))
+		rc = t->semreq->nw.result;
+	if (rc < 0 || t->killed) {
+		t->state = t->killed || rc == -ECANCELED ? TS_KILLED : TS_FAILED;
+		t->err = t->state == TS_FAILED ? rc : 0;
+		task_ended(t);
+		task_unref(t);
+		rt_mutex_unlock(&names_lock);
+		rt_wg_done(&tasks_wg);
+		return;
+	}
+	t->state = TS_RUNNING;
+	t->started_ns = rt_now();
+	t->started_ms = unix_ms();
+	if (t->wg)
+		nwg_task_started(t->wg, strlen(t->wg));
+	rt_mutex_unlock(&names_lock);
+
+	if (t->func)
+		run_func(t);
+	else
+		run_exec(t);
+
+	rt_mutex_lock_nocancel(&names_lock);
+	task_ended(t);
+	task_unref(t);
+	rt_mutex_unlock(&names_lock);
+	rt_wg_done(&tasks_wg);
+}
+
+/* ---- spawning ------------------------------------------------------------------------------- */
+
+/* names_lock held: requests the lock or semaphore unit for the task's party. */
+static int request_grant(struct task *t, struct req **out, enum prim_kind kind,
+			 const char *name, size_t len, bool write, int64_t capacity)
+{
+	struct req *r = calloc(1, sizeof *r);
+	int rc;
+
+	if (!r)
+		return -ENOMEM;
+	if (!task_party(t)) {
+		free(r);
+		return -ENOMEM;
+	}
+	r->s = t->party;
+	memcpy(r->name, name, len);
+	r->a.name = r->name;
+	r->a.name_len = len;
+	r->a.write = write;
+	r->a.n = 1;
+	r->a.capacity = capacity;
+	r->a.timeout_ms = -1;
+	r->deadline = RT_FOREVER;
+	rc = kind == PRIM_SEM ? nsem_acquire(r) : nmutex_lock(r);
+	if (rc == 0) {
+		r->nw.kind = kind;
+		r->nw.done = true;
+	} else if (rc == 1) {
+		req_link(r);
+		rc = 0;
+	} else {
+		free(r);
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
+int task_spawn(struct session *s, struct spawn_req *sr, const char **why)
+{
+	struct task *t = sr->t;
+	struct keyent *k = NULL;
+	int rc = 0;
+
+	*why = NULL;
+	rt_mutex_lock_nocancel(&names_lock);
+	if (t->key) {
+		k = names_get(PRIM_TASKKEY, t->key, strlen(t->key), sizeof *k, false);
+		if (k) {
+			rc = -EBUSY;
+			*why = "a task with this key is queued or running";
+			goto refuse;
+		}
+	}
+	for (int i = 0; i < t->nafter; i++) {
+		if (!task_find(t->after[i]) && t->after[i] > task_ids) {
+			rc = -ENOENT;
+			*why = "after: no task has that id";
+			goto refuse;
+		}
+	}
+	if (sr->sem) {
+		int64_t cap = nsem_capacity(sr->sem, sr->sem_len);
+		if (cap && sr->sem_capacity && cap != sr->sem_capacity) {
+			rc = -EINVAL;
+			*why = "sem: the semaphore has another capacity";
+			goto refuse;
+		}
+	}
+	if (nids + 1 > nids_buckets && ids_resize(nids_buckets ? nids_buckets * 2 : 1024) < 0) {
+		rc = -ENOMEM;
+		goto refuse;
+	}
+	if (t->wg) {
+		struct args a = { .name = t->wg, .name_len = strlen(t->wg), .delta = 1 };
+		int64_t count;
+		if ((rc = nwg_add(NULL, &a, &count)) < 0) {
+			*why = rc == -ERANGE ? "wg: the WaitGroup counter would pass 2147483647" : NULL;
+			goto refuse;
+		}
+		nwg_task_bound(a.name, a.name_len);
+	}
+	if (t->key) {
+		k = names_get(PRIM_TASKKEY, t->key, strlen(t->key), sizeof *k, true);
+		if (k)
+			k->t = t;
+	}
+	t->id = ++task_ids;
+	ids_insert(t); /* room was made above: cannot fail */
+	rt_wg_add(&tasks_wg, 1);
+	list_append(&live_head, &live_tail, t);
+	nlive++;
+	nspawned++;
+	t->refs = 1; /* the goroutine's */
+	if (t->session_scope) {
+		t->scope_s = s;
+		t->sprev = NULL;
+		t->snext = s->tasks;
+		if (s->tasks)
+			s->tasks->sprev = t;
+		s->tasks = t;
+	}
+	/* From here on a failure is the task's outcome, not the spawn's. */
+	if (sr->lock || sr->rlock) {
+		bool w = sr->lock != NULL;
+		rc = request_grant(t, &t->lockreq, PRIM_MUTEX, w ? sr->lock : sr->rlock,
+				   w ? sr->lock_len : sr->rlock_len, w, 0);
+	}
+	if (rc == 0 && sr->sem)
+		rc = request_grant(t, &t->semreq, PRIM_SEM, sr->sem, sr->sem_len, false,
+				   sr->sem_capacity);
+	if (rc == 0)
+		rc = rt_go(task_main, t, &t->g);
+	if (rc < 0) {
+		t->state = TS_FAILED;
+		t->err = rc;
+		task_ended(t);
+		task_unref(t);
+		rt_wg_done(&tasks_wg);
+	}
+	rt_mutex_unlock(&names_lock);
+	return 0;
+
+refuse:
+	rt_mutex_unlock(&names_lock);
+	return rc;
+}
+
+/* ---- control ------------------------------------------------------------------------------------ */
+
+int task_kill(struct task *t, int sig)
+{
+	if (TS_ENDED(t->state))
+		return -ESRCH;
+	if (!sig)
+		sig = SIGTERM;
+	if (t->state == TS_QUEUED) {
+		t->killed = true;
+		rt_cancel(t->g);
+		return 0;
+	}
+	if (t->func) {
+		if (!t->cancelled)
+			cancel_func(t);
+		return 0;
+	}
+	t->killed = true;
+	t->kill_sig = sig;
+	task_poke(t);
+	return 0;
+}
+
+int task_pause(struct task *t, bool pause)
+{
+	if (TS_ENDED(t->state) || t->state == TS_QUEUED)
+		return -ESRCH;
+	if (t->func)
+		return -EINVAL;
+	if (pause == (t->state == TS_PAUSED))
+		return 0;
+	signal_group(t, pause ? SIGSTOP : SIGCONT);
+	t->state = pause ? TS_PAUSED : TS_RUNNING;
+	return 0;
+}
+
+void task_session_ended(struct session *s)
+{
+	for (struct task *t = s->tasks; t; t = t->snext) {
+		t->cancelled_by_scope = true;
+		task_kill(t, SIGTERM);
+	}
+}
+
+void tasks_stop_start(void)
+{
+	rt_mutex_lock_nocancel(&names_lock);
+	for (struct task *t = live_head; t; t = t->next)
+		task_kill(t, SIGKILL);
+	rt_mutex_unlock(&names_lock);
+}
+
+int tasks_stop_wait(int64_t deadline)
+{
+	/* The pumps of streams that left-behind processes still hold end
+	 * too: cancelled (again, for any started since). */
+	rt_mutex_lock_nocancel(&names_lock);
+	for (int l = 0; l < 2; l++)
+		for (struct task *t = l ? fin_head : live_head; t; t = t->next)
+			for (int i = 0; i < 2; i++)
+				if (t->out[i].pump.g && !t->out[i].eof)
+					rt_cancel(t->out[i].pump);
+	rt_mutex_unlock(&names_lock);
+	return rt_wg_wait(&tasks_wg, deadline);
+}
+
+/* ---- ps ------------------------------------------------------------------------------------------ */
+
+/* What a queued task waits for, into buf. */
+static const char *blocked_on(const struct task *t, char *buf, size_t len)
+{
+	if (t->state != TS_QUEUED)
+		return NULL;
+	if (t->waiting_for)
+		snprintf(buf, len, "after %llu", (unsigned long long)t->waiting_for);
+	else if (t->lockreq && !t->lockreq->nw.done)
+		snprintf(buf, len, "%s %s", t->lockreq->a.write ? "lock" : "rlock", t->lockreq->name);
+	else if (t->semreq && !t->semreq->nw.done)
+		snprintf(buf, len, "sem %s", t->semreq->name);
+	else
+		return NULL;
+	return buf;
+}
+
+static void pack_ps_entry(msgpack_packer *pk, const struct task *t, int64_t now)
+{
+	char buf[PROTO_MAX_NAME + 16];
+	const char *blocked = blocked_on(t, buf, sizeof buf);
+	bool pid = t->proc.pid > 0;
+
+	msgpack_pack_map(pk, 6 + (t->name != NULL) + pid + (blocked != NULL));
+	proto_pack_kv_u64(pk, "id", t->id);
+	proto_pack_kv_str(pk, "state", task_state_name(t->state));
+	proto_pack_kv_str(pk, "kind", t->func ? "func" : "exec");
+	if (t->name)
+		proto_pack_kv_str(pk, "name", t->name);
+	if (t->func) {
+		proto_pack_kv_str(pk, "func", t->fn->name);
+	} else {
+		size_t n = 0;
+		while (t->argv[n])
+			n++;
+		proto_pack_str(pk, "argv");
+		msgpack_pack_array(pk, n);
+		for (size_t i = 0; i < n; i++)
+			proto_pack_str(pk, t->argv[i]);
+	}
+	proto_pack_kv_i64(pk, "uid", t->uid);
+	if (pid)
+		proto_pack_kv_i64(pk, "pid", t->proc.pid);
+	proto_pack_kv_i64(pk, "age_ms", (now - t->created_ns) / 1000000);
+	if (blocked)
+		proto_pack_kv_str(pk, "blocked_on", blocked);
+}
+
+void task_pack_ps(msgpack_packer *pk, bool all)
+{
+	int64_t now = rt_now();
+
+	msgpack_pack_array(pk, nlive + (all ? nfin : 0));
+	if (all)
+		for (struct task *t = fin_head; t; t = t->next)
+			pack_ps_entry(pk, t, now);
+	for (struct task *t = live_head; t; t = t->next)
+		pack_ps_entry(pk, t, now);
+}
+
+void task_counts(struct task_counts *c)
+{
+	memset(c, 0, sizeof *c);
+	c->spawned = nspawned;
+	c->live = nlive;
+	c->kept = nfin;
+	for (struct task *t = live_head; t; t = t->next)
+		c->by_state[t->state]++;
+	c->queued = c->by_state[TS_QUEUED];
+	c->running = c->by_state[TS_RUNNING] + c->by_state[TS_PAUSED];
+	for (int i = TS_EXITED; i <= TS_LOST; i++)
+		c->by_state[i] = ended_by_state[i];
+}
+
+int tasks_init(void)
+{
+	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+	return devnull < 0 ? -errno : 0;
+}
+
+/* ---- waiting requests on tasks -------------------------------------------------------------------- */
+
+void task_nwait_abandon(struct nwait *nw)
+{
+	struct task *t = nw->prim;
+
+	if (nw->kind == PRIM_TASK)
+		nwait_unlink(&t->waiters, nw);
+	else
+		nwait_unlink(&t->log_waiters, nw);
+}
+
+/* ---- what clients see ---------------------------------------------------------------------------- */
+
+void task_pack_brief(msgpack_packer *pk, const struct task_brief *b)
+{
+	bool code = b->state == TS_EXITED, sig = b->sig != 0, err = b->err != 0;
+
+	msgpack_pack_map(pk, 2 + code + sig + err);
+	proto_pack_kv_u64(pk, "id", b->id);
+	proto_pack_kv_str(pk, "state", task_state_name(b->state));
+	if (code)
+		proto_pack_kv_i64(pk, "code", b->code);
+	if (sig)
+		proto_pack_kv_i64(pk, "signal", b->sig);
+	if (err)
+		proto_pack_kv_str(pk, "error", proto_err_name(b->err));
+}
+
+void task_pack_outcome(msgpack_packer *pk, const struct task *t)
+{
+	bool ended = TS_ENDED(t->state);
+	bool code = t->state == TS_EXITED || (ended && !t->sig && !t->func && t->started_ns &&
+					       t->state != TS_FAILED && t->state != TS_LOST);
+	bool sig = t->sig != 0, res = t->result != NULL, err = t->err != 0;
+	bool name = t->name != NULL, pid = t->proc.pid > 0;
+
+	msgpack_pack_map(pk, 9 + code + sig + res + err + name + pid);
+	proto_pack_kv_u64(pk, "id", t->id);
+	proto_pack_kv_str(pk, "state", task_state_name(t->state));
+	proto_pack_kv_str(pk, "kind", t->func ? "func" : "exec");
+	if (name)
+		proto_pack_kv_str(pk, "name", t->name);
+	if (code)
+		proto_pack_kv_i64(pk, "code", t->code);
+	if (sig)
+		proto_pack_kv_i64(pk, "signal", t->sig);
+	if (res) { /* packed by goro_task_result: append it as it is */
+		proto_pack_str(pk, "result");
+		pk->callback(pk->data, t->result, t->result_len);
+	}
+	if (err) {
+		proto_pack_str(pk, "error");
+		msgpack_pack_array(pk, 2);
+		proto_pack_str(pk, proto_err_name(t->err));
+		proto_pack_str(pk, t->errmsg ? t->errmsg : proto_strerror(t->err));
+	}
+	if (pid)
+		proto_pack_kv_i64(pk, "pid", t->proc.pid);
+	proto_pack_kv_i64(pk, "started_ms", t->started_ms);
+	proto_pack_kv_i64(pk, "ended_ms", t->ended_ms);
+	proto_pack_kv_u64(pk, "stdout_bytes", t->out[0].total);
+	proto_pack_kv_u64(pk, "stderr_bytes", t->out[1].total);
+	proto_pack_kv_u64(pk, "stdout_cut", outbuf_cut(&t->out[0]));
+	proto_pack_kv_u64(pk, "stderr_cut", outbuf_cut(&t->out[1]));
+}

@@ -1,0 +1,314 @@
+/* task.h: tasks, the goroutines clients spawn (task.c), their processes
+ * (proc.c), their output (output.c), the functions they may run (func.c,
+ * module.c) and the methods that reach them (task_rpc.c).
+ *
+ * Locking: a task's fields are under names_lock unless a comment says
+ * otherwise, like everything a request can see (gorod.h). Its output has a
+ * lock of its own per stream (output.c), taken before names_lock. */
+#ifndef GORO_DAEMON_TASK_H
+#define GORO_DAEMON_TASK_H
+
+#include <signal.h>
+
+#include "gorod.h"
+#include "goro/module.h"
+
+enum task_state {
+	TS_QUEUED,
+	TS_RUNNING,
+	TS_PAUSED,
+	/* ended: */
+	TS_EXITED,
+	TS_SIGNALED,
+	TS_KILLED,
+	TS_TIMEOUT,
+	TS_FAILED,
+	TS_LOST,
+};
+
+#define TS_ENDED(st) ((st) >= TS_EXITED)
+
+const char *task_state_name(enum task_state st);
+
+/* Daemon-wide settings (main.c's flags). */
+struct task_config {
+	int64_t output_max;    /* default bytes kept per stream */
+	int64_t output_limit;  /* the most a spawn may ask for */
+	int64_t keep_count;    /* finished tasks kept */
+	int64_t keep_age_ms;
+	int64_t keep_output;   /* bytes of output kept over all finished tasks */
+	int64_t leak_after_ms; /* expect_ms's default (the leak monitor) */
+};
+
+extern struct task_config task_config;
+
+/* ---- output (output.c) ------------------------------------------------------- */
+
+/* One captured stream: the last `max` bytes of what the task wrote, in a
+ * ring that grows as needed up to max. The pump goroutine reads the pipe
+ * into it; `lock` covers a read from the pipe together with its append,
+ * so whoever drains the pipe keeps the order. The counters are read under
+ * names_lock too (appends take it briefly to publish them). */
+struct outbuf {
+	struct rt_mutex lock;
+	char *ring;            /* cap bytes, or NULL */
+	size_t cap, max;
+	size_t head;           /* ring index of the oldest kept byte */
+	size_t len;            /* bytes kept */
+	uint64_t total;        /* bytes written ever (lock, and names_lock to change) */
+	size_t kept;           /* len, as published under names_lock */
+	bool eof;              /* the pipe is closed (names_lock) */
+	int fd;                /* the pipe's read end, -1 once closed */
+	struct rt_pollfd *pfd;
+	struct rt_gref pump;   /* its pump goroutine (names_lock) */
+};
+
+struct task;
+
+void outbuf_init(struct outbuf *o, size_t max);
+/* Frees the ring, closes the pipe. */
+void outbuf_destroy(struct outbuf *o);
+/* Appends bytes (a func's goro_task_print), names_lock NOT held. */
+void outbuf_append(struct task *t, struct outbuf *o, const void *p, size_t n);
+/* Starts the goroutine that reads fd (non-blocking) into o until end of
+ * file; it holds a reference to t. */
+int outbuf_pump_start(struct task *t, struct outbuf *o, int fd);
+/* Reads what the pipe holds now, without waiting (after the process
+ * exited: all it wrote before exiting is then kept). */
+void outbuf_drain(struct task *t, struct outbuf *o);
+/* o->lock held (not names_lock): copies the kept bytes from offset `from`
+ * (clamped to what is kept) into a malloc'd buffer; *start gets the offset
+ * of its first byte. */
+int outbuf_read(const struct outbuf *o, uint64_t from, char **data, size_t *len,
+		uint64_t *start);
+/* Bytes no longer kept. */
+static inline uint64_t outbuf_cut(const struct outbuf *o)
+{
+	return o->total - o->kept;
+}
+
+/* ---- processes (proc.c) ------------------------------------------------------- */
+
+/* What an exec task runs, prepared before the process starts. */
+struct exec_spec {
+	char **argv;           /* NULL-terminated */
+	char **envp;           /* NULL-terminated */
+	const char *cwd;
+	bool as_client;        /* switch to uid/gid/groups below */
+	uid_t uid;
+	gid_t gid;
+	gid_t *groups;
+	int ngroups;
+	int fd_in, fd_out, fd_err; /* become 0, 1, 2 */
+};
+
+/* A started process; its exit status arrives through the reaper. */
+struct proc {
+	pid_t pid;
+	bool exited;           /* status is valid (procs' lock) */
+	int status;            /* as waitpid's */
+	struct rt_waitq q;     /* the task goroutine waits here for exited */
+	struct proc *hnext;    /* the reaper's table */
+};
+
+/* Starts spec as a process in a new process group (vfork-style: no copy of
+ * gorod's address space). Returns 0 with p->pid set, or the negative errno
+ * that made exec fail (ENOENT for no such program, ...), with *why set to
+ * a static phrase naming the step ("exec", "chdir", ...). */
+int proc_start(struct proc *p, const struct exec_spec *spec, const char **why);
+
+/* Goroutine: parks until p exited or the deadline. 0, -ETIMEDOUT, -ECANCELED. */
+int proc_wait(struct proc *p, int64_t deadline);
+
+/* Reaps every child that exited, hands each status to its proc (waking
+ * its goroutine); counts the rest as left-behind processes. Any thread. */
+void proc_reap(void);
+
+/* How many processes left behind by tasks (not a task's own) were reaped. */
+uint64_t proc_orphans_reaped(void);
+
+/* Makes gorod a child subreaper. */
+int proc_init(void);
+
+/* ---- functions (func.c, module.c) ------------------------------------------- */
+
+struct func {
+	const char *name;
+	goro_func fn;
+	/* Built-in sleep: parked without a goroutine stack (see func.c). */
+	bool is_sleep;
+};
+
+/* The function registered as name, or NULL. */
+const struct func *func_find(const char *name, size_t len);
+
+/* Loads every *.so of dir and runs its goro_module_init. Returns 0, or a
+ * negative code having printed why. */
+int module_load_dir(const char *dir);
+
+/* A module while it loads (module.c, func.c). */
+struct goro_module {
+	const char *path;
+	int registered;
+};
+
+/* The struct goro_task of a running func task (what module.h calls it):
+ * on the task goroutine's stack while the function runs. */
+struct goro_task {
+	struct task *t;
+};
+
+/* Copies the msgpack array arr (NULL: none) into one allocation of
+ * goro_values, *out (free() it), *n of them. */
+int func_args_copy(const msgpack_object *arr, struct goro_value **out, size_t *n);
+void func_pack_value(msgpack_packer *pk, const struct goro_value *v);
+int func_value_depth(const struct goro_value *v);
+
+/* ---- tasks (task.c) ------------------------------------------------------------ */
+
+struct task {
+	uint64_t id;
+	enum task_state state;
+	bool func;
+	uid_t uid;
+	gid_t gid;
+	pid_t client_pid;
+	gid_t *groups;           /* the client's, when gorod is root (owned) */
+	int ngroups;
+	char *name, *key;        /* owned, or NULL */
+
+	/* What it runs: one allocation (`spec`) holds the strings and the
+	 * pointer arrays; func args are a goro_value tree in it too. */
+	void *spec;
+	char **argv, **envp;
+	char *cwd;
+	char *stdin_data;
+	size_t stdin_len;
+	const struct func *fn;
+	struct goro_value *args;
+	size_t nargs;
+
+	/* Options. */
+	char *wg;                /* owned */
+	uint64_t *after;         /* owned */
+	int nafter;
+	int64_t timeout_ms, grace_ms, expect_ms;
+	bool session_scope;
+	struct session *scope_s; /* while it lives (names_lock) */
+	struct task *snext, *sprev; /* scope_s's tasks */
+
+	/* Grants requested at spawn, held while it runs (the requests live on
+	 * the heap, owned; the party holds the grants). */
+	struct req *lockreq, *semreq;
+	struct session *party;   /* the task as a holder; NULL until needed */
+
+	/* Running. */
+	struct rt_gref g;
+	struct proc proc;
+	struct outbuf out[2];    /* stdout, stderr */
+	int stdin_fd;            /* the pipe's write end while feeding it */
+	int kill_sig;            /* a signal to send, asked for by kill (names_lock) */
+	bool killed;             /* kill asked for it to end */
+	bool cancelled;          /* func: its goroutines were cancelled */
+	bool timed_out, cancelled_by_scope;
+	bool ev_pending;         /* kill_sig is new (proc.q.lock) */
+	uint64_t waiting_for;    /* queued: the after-task it waits for */
+	/* func: the goroutines it started with goro_go, which end before it
+	 * does (nkids under kids_q.lock; kids, to cancel them, names_lock). */
+	struct rt_waitq kids_q;
+	int64_t nkids;
+	struct rt_gref *kids;
+	size_t kids_len, kids_cap;
+
+	/* Outcome. */
+	int code, sig, err;
+	char *errmsg;            /* owned, or NULL */
+	char *result;            /* func: packed msgpack (owned), or NULL */
+	size_t result_len;
+	int64_t created_ns, started_ns, ended_ns; /* monotonic; 0: not yet */
+	int64_t started_ms, ended_ms;   /* Unix time */
+
+	/* Waiting for it (PRIM_TASK) or for its output (PRIM_LOGS). */
+	struct nwait *waiters, *log_waiters;
+
+	int refs;                /* names_lock: pumps, requests, itself */
+	bool pruned;             /* retention let it go: free at refs 0 */
+	uint64_t accounted;      /* its bytes in the retention total */
+	struct task *next, *prev; /* the live list, then the finished list */
+	struct task *hnext;      /* the id table */
+};
+
+/* names_lock held: the task with this id (live or kept), or NULL. */
+struct task *task_find(uint64_t id);
+
+/* What a spawn asks for, parsed from the request (task_rpc.c) and taken
+ * over by task_spawn. */
+struct spawn_req {
+	struct task *t;          /* filled in: spec, options */
+	const char *lock, *rlock, *sem;
+	size_t lock_len, rlock_len, sem_len;
+	int64_t sem_capacity;
+	const char *wg;
+	size_t wg_len;
+};
+
+/* Allocates a task record for session s (owner, credentials). */
+struct task *task_new(struct session *s);
+/* Frees a task that never started (a refused spawn). */
+void task_discard(struct task *t);
+
+/* Starts the task: checks key and after, adds to the group, requests the
+ * lock and semaphore, starts its goroutine. Returns 0 and the id is set,
+ * or a negative code with *why set (the task is discarded). */
+int task_spawn(struct session *s, struct spawn_req *sr, const char **why);
+
+/* names_lock held: asks the task to end with sig (0: SIGTERM). 0, -ESRCH
+ * when it has ended. */
+int task_kill(struct task *t, int sig);
+/* names_lock held: SIGSTOP / SIGCONT. */
+int task_pause(struct task *t, bool pause);
+
+/* names_lock held: may session s act on t? */
+bool task_allowed(const struct session *s, const struct task *t);
+
+/* names_lock held: a session ends: tasks of scope session are killed. */
+void task_session_ended(struct session *s);
+
+/* names_lock held: drops a reference; frees a finished task nobody needs
+ * once retention let it go. */
+void task_unref(struct task *t);
+
+/* names_lock held: the retention limits, applied now. */
+void task_prune(int64_t now_ns);
+
+/* Packs the outcome map of an ended task (PROTOCOL.md, wait). */
+void task_pack_outcome(msgpack_packer *pk, const struct task *t);
+void task_brief_of(const struct task *t, struct task_brief *b);
+bool task_succeeded(const struct task *t);
+
+/* names_lock held: packs ps's array. */
+void task_pack_ps(msgpack_packer *pk, bool all);
+
+/* Counts for stats (names_lock held). */
+struct task_counts {
+	uint64_t spawned, live, queued, running, kept;
+	uint64_t by_state[TS_LOST + 1];
+};
+void task_counts(struct task_counts *c);
+
+/* Stopping gorod: kills every task (process groups with SIGKILL), then
+ * waits until the deadline for all their goroutines to end (0, or
+ * -ETIMEDOUT: call again, reaping meanwhile). */
+void tasks_stop_start(void);
+int tasks_stop_wait(int64_t deadline);
+int tasks_init(void);
+extern struct rt_wg tasks_wg;
+
+/* names_lock held: the task as a holder (its party session), made on
+ * first use; NULL when out of memory. */
+struct session *task_party(struct task *t);
+
+/* Starts fn(arg) as a child goroutine of func task t (goro_go). */
+int task_go_child(struct task *t, void (*fn)(void *), void *arg);
+
+#endif /* GORO_DAEMON_TASK_H */
