@@ -64,10 +64,23 @@ static struct unclaimed *unclaimed;
 static size_t nunclaimed, unclaimed_cap;
 static _Atomic uint64_t orphans_reaped;
 
+/* The signals gorod ignores (SIGPIPE, and any it inherited ignored, as a
+ * shell's background job inherits SIGINT and SIGQUIT): an ignored signal
+ * stays ignored across exec, so the child sets each back to default. */
+static int ignored[64];
+static int nignored;
+
 int proc_init(void)
 {
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
 		return -errno;
+	for (int sig = 1; sig < 65 && nignored < 64; sig++) {
+		struct sigaction sa;
+		if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &sa) < 0)
+			continue;
+		if (sa.sa_handler == SIG_IGN || sig == SIGPIPE)
+			ignored[nignored++] = sig;
+	}
 	return 0;
 }
 
@@ -200,8 +213,8 @@ static __attribute__((noreturn)) void child(const struct exec_spec *sp, char *co
 	bool eacces = false;
 	int fds[3] = { sp->fd_in, sp->fd_out, sp->fd_err };
 
-	/* gorod ignores SIGPIPE; an ignored signal stays ignored across exec. */
-	syscall(SYS_rt_sigaction, SIGPIPE, &dfl, NULL, sizeof none);
+	for (int i = 0; i < nignored; i++)
+		syscall(SYS_rt_sigaction, ignored[i], &dfl, NULL, sizeof none);
 	if (syscall(SYS_setpgid, 0, 0) < 0)
 		goto fail;
 	for (int i = 0; i < 3; i++)

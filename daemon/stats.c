@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#include "gorod.h"
+#include "task.h"
 
 int64_t gorod_started_ns;
 
@@ -40,6 +40,26 @@ static void pack_sessions(msgpack_packer *pk)
 	}
 }
 
+/* tasks: {spawned, live, queued, running, kept, ended: {state: n}, left_behind_reaped} */
+static void pack_tasks(msgpack_packer *pk)
+{
+	struct task_counts c;
+
+	task_counts(&c);
+	proto_pack_str(pk, "tasks");
+	msgpack_pack_map(pk, 7);
+	proto_pack_kv_u64(pk, "spawned", c.spawned);
+	proto_pack_kv_u64(pk, "live", c.live);
+	proto_pack_kv_u64(pk, "queued", c.queued);
+	proto_pack_kv_u64(pk, "running", c.running);
+	proto_pack_kv_u64(pk, "kept", c.kept);
+	proto_pack_str(pk, "ended");
+	msgpack_pack_map(pk, TS_LOST - TS_EXITED + 1);
+	for (int i = TS_EXITED; i <= TS_LOST; i++)
+		proto_pack_kv_u64(pk, task_state_name(i), c.by_state[i]);
+	proto_pack_kv_u64(pk, "left_behind_reaped", proc_orphans_reaped());
+}
+
 void stats_pack(msgpack_packer *pk, void *unused)
 {
 	static struct rt_stats st; /* large; names_lock serializes its use */
@@ -50,7 +70,7 @@ void stats_pack(msgpack_packer *pk, void *unused)
 	for (struct session *s = sessions; s; s = s->next)
 		waiters += s->nreqs;
 
-	msgpack_pack_map(pk, 16);
+	msgpack_pack_map(pk, 17);
 	proto_pack_kv_str(pk, "version", GOROD_VERSION);
 	proto_pack_kv_i64(pk, "uptime_ms", (rt_now() - gorod_started_ns) / 1000000);
 	proto_pack_kv_i64(pk, "pid", getpid());
@@ -94,5 +114,6 @@ void stats_pack(msgpack_packer *pk, void *unused)
 	proto_pack_kv_u64(pk, "stacks", st.stacks);
 
 	proto_pack_kv_i64(pk, "sessions_count", nsessions);
+	pack_tasks(pk);
 	rt_mutex_unlock(&names_lock);
 }
