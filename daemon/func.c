@@ -95,7 +95,6 @@ static int fn_spin(struct goro_task *t, const struct goro_value *args, size_t na
 {
 	int64_t ms = 0, end, slice;
 	int rc = one_ms(t, "spin", args, nargs, &ms);
-	volatile uint64_t sink = 0;
 
 	if (rc < 0)
 		return rc;
@@ -104,7 +103,7 @@ static int fn_spin(struct goro_task *t, const struct goro_value *args, size_t na
 		slice = rt_now() + 1000000;
 		while (rt_now() < slice)
 			for (int i = 0; i < 1000; i++)
-				sink += (uint64_t)i;
+				__asm__ volatile("" ::: "memory"); /* work the compiler keeps */
 		if ((rc = goro_yield()) < 0)
 			return rc;
 	}

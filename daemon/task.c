@@ -403,10 +403,11 @@ static int64_t min64(int64_t a, int64_t b)
 	return a < b ? a : b;
 }
 
+/* names_lock held, or on the task goroutine (which alone sets pid). */
 static void signal_group(struct task *t, int sig)
 {
-	if (t->proc.pid > 0)
-		kill(-t->proc.pid, sig);
+	if (t->pid > 0)
+		kill(-t->pid, sig);
 }
 
 /* The exec task's main loop while its process runs: kills, pauses, the
@@ -534,6 +535,9 @@ static void run_exec(struct task *t)
 		close(in[0]);
 	in[0] = -1;
 	if (t->proc.pid > 0) {
+		rt_mutex_lock_nocancel(&names_lock);
+		t->pid = t->proc.pid; /* now kill and pause may signal it */
+		rt_mutex_unlock(&names_lock);
 		if (outbuf_pump_start(t, &t->out[0], out[0]) == 0)
 			out[0] = -1;
 		if (outbuf_pump_start(t, &t->out[1], err[0]) == 0)
@@ -1012,7 +1016,7 @@ static void pack_ps_entry(msgpack_packer *pk, const struct task *t, int64_t now)
 {
 	char buf[PROTO_MAX_NAME + 16];
 	const char *blocked = blocked_on(t, buf, sizeof buf);
-	bool pid = t->proc.pid > 0;
+	bool pid = t->pid > 0;
 
 	msgpack_pack_map(pk, 6 + (t->name != NULL) + pid + (blocked != NULL));
 	proto_pack_kv_u64(pk, "id", t->id);
@@ -1033,7 +1037,7 @@ static void pack_ps_entry(msgpack_packer *pk, const struct task *t, int64_t now)
 	}
 	proto_pack_kv_i64(pk, "uid", t->uid);
 	if (pid)
-		proto_pack_kv_i64(pk, "pid", t->proc.pid);
+		proto_pack_kv_i64(pk, "pid", t->pid);
 	proto_pack_kv_i64(pk, "age_ms", (now - t->created_ns) / 1000000);
 	if (blocked)
 		proto_pack_kv_str(pk, "blocked_on", blocked);
@@ -1106,7 +1110,7 @@ void task_pack_outcome(msgpack_packer *pk, const struct task *t)
 	bool code = t->state == TS_EXITED || (ended && !t->sig && !t->func && t->started_ns &&
 					       t->state != TS_FAILED && t->state != TS_LOST);
 	bool sig = t->sig != 0, res = t->result != NULL, err = t->err != 0;
-	bool name = t->name != NULL, pid = t->proc.pid > 0;
+	bool name = t->name != NULL, pid = t->pid > 0;
 
 	msgpack_pack_map(pk, 9 + code + sig + res + err + name + pid);
 	proto_pack_kv_u64(pk, "id", t->id);
@@ -1129,7 +1133,7 @@ void task_pack_outcome(msgpack_packer *pk, const struct task *t)
 		proto_pack_str(pk, t->errmsg ? t->errmsg : proto_strerror(t->err));
 	}
 	if (pid)
-		proto_pack_kv_i64(pk, "pid", t->proc.pid);
+		proto_pack_kv_i64(pk, "pid", t->pid);
 	proto_pack_kv_i64(pk, "started_ms", t->started_ms);
 	proto_pack_kv_i64(pk, "ended_ms", t->ended_ms);
 	proto_pack_kv_u64(pk, "stdout_bytes", t->out[0].total);

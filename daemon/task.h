@@ -204,7 +204,8 @@ struct task {
 
 	/* Running. */
 	struct rt_gref g;
-	struct proc proc;
+	struct proc proc;        /* the task goroutine's */
+	pid_t pid;               /* proc.pid, published (names_lock) */
 	struct outbuf out[2];    /* stdout, stderr */
 	int stdin_fd;            /* the pipe's write end while feeding it */
 	int kill_sig;            /* a signal to send, asked for by kill (names_lock) */
