@@ -7,45 +7,47 @@
  * sent only when they differ from gorod's defaults, so most requests carry
  * no options map at all.
  *
- * The public functions are thin: each fills a struct call, which check()
- * holds against the method's rules (names, flags, ranges: refused here
- * with a sentence, before anything is sent), then waits for the reply
- * (call()) or queues the request (queue()). */
+ * The public functions are thin: each fills a struct client_call, which
+ * check() holds against the method's rules (names, flags, ranges: refused
+ * here with a sentence, before anything is sent), then waits for the reply
+ * (client_call_wait()) or queues the request (client_call_queue()). A
+ * request that would not fit in one message (PROTO_MAX_MESSAGE) is
+ * refused here too, since gorod would close the connection for it.
+ *
+ * The task methods' packers, parsers and public calls are in tasks.c;
+ * they use the table and the requests of this file. */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 
-/* One request's arguments, whatever the method. */
-struct call {
-	const char *name;    /* of the primitive; hello: of the client, or NULL */
-	int64_t n;           /* wg.add: delta; sem.acquire: units; maxprocs: n */
-	int64_t capacity;    /* sem.acquire; 0: gorod's default */
-	int timeout_ms;      /* -1: none */
-	enum goro_mode mode; /* mutex.lock */
-	uint64_t token;      /* releases; 0: none */
-	unsigned flags;      /* GORO_* */
-};
-
 /* What each method takes beyond its params; unlisted: nothing. */
 static const struct rule {
 	bool named;     /* a name, 1..PROTO_MAX_NAME bytes */
+	bool task;      /* a task id, 1 or more */
 	unsigned flags; /* the GORO_* flags it takes */
 } rules[PROTO_M_COUNT] = {
-	[PROTO_M_wg_add] = { true, GORO_LEASE },
-	[PROTO_M_wg_done] = { true, 0 },
-	[PROTO_M_wg_wait] = { true, 0 },
-	[PROTO_M_mutex_lock] = { true, GORO_TRY },
-	[PROTO_M_mutex_unlock] = { true, GORO_DEFER },
-	[PROTO_M_sem_acquire] = { true, GORO_TRY },
-	[PROTO_M_sem_release] = { true, GORO_DEFER },
+	[PROTO_M_wg_add] = { true, false, GORO_LEASE },
+	[PROTO_M_wg_done] = { true, false, 0 },
+	[PROTO_M_wg_wait] = { true, false, 0 },
+	[PROTO_M_mutex_lock] = { true, false, GORO_TRY },
+	[PROTO_M_mutex_unlock] = { true, false, GORO_DEFER },
+	[PROTO_M_sem_acquire] = { true, false, GORO_TRY },
+	[PROTO_M_sem_release] = { true, false, GORO_DEFER },
+	[PROTO_M_wg_status] = { true, false, 0 },
+	[PROTO_M_wait] = { false, true, 0 },
+	[PROTO_M_kill] = { false, true, 0 },
+	[PROTO_M_pause] = { false, true, 0 },
+	[PROTO_M_resume] = { false, true, 0 },
+	[PROTO_M_logs] = { false, true, 0 },
+	[PROTO_M_logs_read] = { false, true, 0 },
 };
 
 /* ---- params ------------------------------------------------------------------ */
 
 /* [name] or [name, {nopts options}]: the caller packs the options. */
-static void pack_named(msgpack_packer *pk, const struct call *a, uint32_t nopts)
+static void pack_named(msgpack_packer *pk, const struct client_call *a, uint32_t nopts)
 {
 	msgpack_pack_array(pk, nopts ? 2 : 1);
 	proto_pack_str(pk, a->name);
@@ -54,7 +56,7 @@ static void pack_named(msgpack_packer *pk, const struct call *a, uint32_t nopts)
 }
 
 /* [{client}] or [] */
-static void pack_hello(msgpack_packer *pk, const struct call *a)
+void client_pack_hello(msgpack_packer *pk, const struct client_call *a)
 {
 	if (!a->name) {
 		msgpack_pack_array(pk, 0);
@@ -66,7 +68,7 @@ static void pack_hello(msgpack_packer *pk, const struct call *a)
 }
 
 /* [name, delta, {lease?}] */
-static void pack_wg_add(msgpack_packer *pk, const struct call *a)
+void client_pack_wg_add(msgpack_packer *pk, const struct client_call *a)
 {
 	bool lease = a->flags & GORO_LEASE;
 
@@ -80,13 +82,13 @@ static void pack_wg_add(msgpack_packer *pk, const struct call *a)
 }
 
 /* [name] */
-static void pack_wg_done(msgpack_packer *pk, const struct call *a)
+void client_pack_wg_done(msgpack_packer *pk, const struct client_call *a)
 {
 	pack_named(pk, a, 0);
 }
 
 /* [name, {timeout_ms?}] */
-static void pack_wg_wait(msgpack_packer *pk, const struct call *a)
+void client_pack_wg_wait(msgpack_packer *pk, const struct client_call *a)
 {
 	bool timeout = a->timeout_ms >= 0;
 
@@ -96,7 +98,7 @@ static void pack_wg_wait(msgpack_packer *pk, const struct call *a)
 }
 
 /* [name, {mode?, timeout_ms?, try?}] */
-static void pack_mutex_lock(msgpack_packer *pk, const struct call *a)
+void client_pack_mutex_lock(msgpack_packer *pk, const struct client_call *a)
 {
 	bool read = a->mode == GORO_READ, timeout = a->timeout_ms >= 0;
 	bool try = a->flags & GORO_TRY;
@@ -111,7 +113,7 @@ static void pack_mutex_lock(msgpack_packer *pk, const struct call *a)
 }
 
 /* [name, {token?}] */
-static void pack_mutex_unlock(msgpack_packer *pk, const struct call *a)
+void client_pack_mutex_unlock(msgpack_packer *pk, const struct client_call *a)
 {
 	pack_named(pk, a, a->token != 0);
 	if (a->token)
@@ -119,7 +121,7 @@ static void pack_mutex_unlock(msgpack_packer *pk, const struct call *a)
 }
 
 /* [name, {capacity?, n?, timeout_ms?, try?}] */
-static void pack_sem_acquire(msgpack_packer *pk, const struct call *a)
+void client_pack_sem_acquire(msgpack_packer *pk, const struct client_call *a)
 {
 	bool capacity = a->capacity > 0, n = a->n > 0, timeout = a->timeout_ms >= 0;
 	bool try = a->flags & GORO_TRY;
@@ -136,19 +138,19 @@ static void pack_sem_acquire(msgpack_packer *pk, const struct call *a)
 }
 
 /* [name, {token?}] */
-static void pack_sem_release(msgpack_packer *pk, const struct call *a)
+void client_pack_sem_release(msgpack_packer *pk, const struct client_call *a)
 {
-	pack_mutex_unlock(pk, a);
+	client_pack_mutex_unlock(pk, a);
 }
 
 /* [] */
-static void pack_stats(msgpack_packer *pk, const struct call *a)
+void client_pack_stats(msgpack_packer *pk, const struct client_call *a)
 {
 	msgpack_pack_array(pk, 0);
 }
 
 /* [n?] */
-static void pack_maxprocs(msgpack_packer *pk, const struct call *a)
+void client_pack_maxprocs(msgpack_packer *pk, const struct client_call *a)
 {
 	if (a->n <= 0) {
 		msgpack_pack_array(pk, 0);
@@ -181,7 +183,7 @@ static int get_int(const msgpack_object *res, const char *key, int64_t min, int6
 }
 
 /* {version, protocol, max_message, maxprocs, session} */
-static int parse_hello(const msgpack_object *res, struct goro_reply *r)
+int client_parse_hello(const msgpack_object *res, struct goro_reply *r)
 {
 	struct goro_hello *h = &r->hello;
 	int64_t protocol, max_message, maxprocs, session;
@@ -206,26 +208,42 @@ static int parse_hello(const msgpack_object *res, struct goro_reply *r)
 }
 
 /* {count} */
-static int parse_wg_add(const msgpack_object *res, struct goro_reply *r)
+int client_parse_wg_add(const msgpack_object *res, struct goro_reply *r)
 {
 	if (!is_map(res) || get_int(res, "count", 0, INT64_MAX, &r->count) < 0)
 		return -EPROTO;
 	return 0;
 }
 
-static int parse_wg_done(const msgpack_object *res, struct goro_reply *r)
+int client_parse_wg_done(const msgpack_object *res, struct goro_reply *r)
 {
-	return parse_wg_add(res, r);
+	return client_parse_wg_add(res, r);
 }
 
-/* {} */
-static int parse_wg_wait(const msgpack_object *res, struct goro_reply *r)
+/* {round?}: the round's figures in r->wg (a gorod older than tasks sends
+ * {}: then they are 0). */
+int client_parse_wg_wait(const msgpack_object *res, struct goro_reply *r)
 {
-	return is_map(res) ? 0 : -EPROTO;
+	const msgpack_object *round;
+	struct goro_wg_status *st;
+	int err;
+
+	if (!is_map(res))
+		return -EPROTO;
+	st = calloc(1, sizeof *st);
+	if (!st)
+		return -ENOMEM;
+	round = proto_opt(res, "round");
+	if (round && (err = client_parse_round(round, st)) < 0) {
+		free(st);
+		return err;
+	}
+	r->wg = st;
+	return 0;
 }
 
 /* {token, owner_died} */
-static int parse_mutex_lock(const msgpack_object *res, struct goro_reply *r)
+int client_parse_mutex_lock(const msgpack_object *res, struct goro_reply *r)
 {
 	const msgpack_object *token;
 
@@ -239,23 +257,23 @@ static int parse_mutex_lock(const msgpack_object *res, struct goro_reply *r)
 	return 0;
 }
 
-static int parse_mutex_unlock(const msgpack_object *res, struct goro_reply *r)
+int client_parse_mutex_unlock(const msgpack_object *res, struct goro_reply *r)
 {
 	return is_map(res) ? 0 : -EPROTO;
 }
 
-static int parse_sem_acquire(const msgpack_object *res, struct goro_reply *r)
+int client_parse_sem_acquire(const msgpack_object *res, struct goro_reply *r)
 {
-	return parse_mutex_lock(res, r);
+	return client_parse_mutex_lock(res, r);
 }
 
-static int parse_sem_release(const msgpack_object *res, struct goro_reply *r)
+int client_parse_sem_release(const msgpack_object *res, struct goro_reply *r)
 {
 	return is_map(res) ? 0 : -EPROTO;
 }
 
 /* a map, handed over as JSON text */
-static int parse_stats(const msgpack_object *res, struct goro_reply *r)
+int client_parse_stats(const msgpack_object *res, struct goro_reply *r)
 {
 	if (!is_map(res))
 		return -EPROTO;
@@ -264,7 +282,7 @@ static int parse_stats(const msgpack_object *res, struct goro_reply *r)
 }
 
 /* {maxprocs, previous} */
-static int parse_maxprocs(const msgpack_object *res, struct goro_reply *r)
+int client_parse_maxprocs(const msgpack_object *res, struct goro_reply *r)
 {
 	int64_t now, before;
 
@@ -277,11 +295,11 @@ static int parse_maxprocs(const msgpack_object *res, struct goro_reply *r)
 }
 
 static const struct method_ops {
-	void (*pack)(msgpack_packer *pk, const struct call *a);
+	void (*pack)(msgpack_packer *pk, const struct client_call *a);
 	int (*parse)(const msgpack_object *res, struct goro_reply *r);
 } ops[PROTO_M_COUNT] = {
 #define OPS_ROW_(id, name, flags, params, result, summary) \
-	[PROTO_M_##id] = { pack_##id, parse_##id },
+	[PROTO_M_##id] = { client_pack_##id, client_parse_##id },
 	PROTO_METHODS(OPS_ROW_)
 #undef OPS_ROW_
 };
@@ -291,21 +309,42 @@ int client_parse(enum proto_method m, const msgpack_object *result, struct goro_
 	return ops[m].parse(result, r);
 }
 
+void client_reply_free(struct goro_reply *r)
+{
+	free((char *)r->json);
+	if (r->outcome)
+		goro_outcome_clear(r->outcome);
+	free(r->outcome);
+	if (r->logs)
+		free(r->logs->data);
+	free(r->logs);
+	if (r->wg)
+		goro_outcome_clear(&r->wg->first_failure);
+	free(r->wg);
+	free((void *)r->tasks);
+	r->json = NULL;
+	r->outcome = NULL;
+	r->logs = NULL;
+	r->wg = NULL;
+	r->tasks = NULL;
+	r->ntasks = 0;
+}
+
 /* ---- requests --------------------------------------------------------------------- */
 
 /* Holds a against the rules of method m. Returns 0, or -EINVAL with the
  * reason as c's last error. */
-static int check(goro_client *c, enum proto_method m, const struct call *a)
+static int check(goro_client *c, enum proto_method m, const struct client_call *a)
 {
 	const char *what = proto_methods[m].name;
-	size_t len;
 
-	if (rules[m].named) {
-		len = a->name ? strlen(a->name) : 0;
-		if (len == 0 || len > PROTO_MAX_NAME)
-			return client_error(c, -EINVAL, "%s: a name is 1 to %d bytes long",
-					    what, PROTO_MAX_NAME);
-	}
+	if (rules[m].named && !a->name)
+		return client_error(c, -EINVAL, "%s: a name is 1 to %d bytes long",
+				    what, PROTO_MAX_NAME);
+	if (rules[m].named && client_check_name(c, what, a->name) < 0)
+		return -EINVAL;
+	if (rules[m].task && a->id == 0)
+		return client_error(c, -EINVAL, "%s: task ids start at 1", what);
 	if (a->flags & ~rules[m].flags)
 		return client_error(c, -EINVAL, "%s: flags %#x are not for this call",
 				    what, a->flags & ~rules[m].flags);
@@ -320,8 +359,39 @@ static int check(goro_client *c, enum proto_method m, const struct call *a)
 	return 0;
 }
 
+int client_check_name(goro_client *c, const char *what, const char *s)
+{
+	size_t len = s ? strlen(s) : 1;
+
+	if (len == 0 || len > PROTO_MAX_NAME)
+		return client_error(c, -EINVAL, "%s: a name is 1 to %d bytes long",
+				    what, PROTO_MAX_NAME);
+	return 0;
+}
+
+/* Whether the request just packed, out.data[mark, out.size), is one that
+ * gorod takes: at most PROTO_MAX_MESSAGE bytes, and (when it carries
+ * msgpack of the caller's: a func's args_msgpack) nesting no deeper than
+ * PROTO_MAX_DEPTH. Returns 0, or -EMSGSIZE / -EINVAL with a sentence. */
+static int check_packed(goro_client *c, enum proto_method m, const struct client_call *a,
+			size_t mark)
+{
+	size_t len = c->out.size - mark;
+
+	if (len > PROTO_MAX_MESSAGE)
+		return client_error(c, -EMSGSIZE, "%s: the request would be %zu bytes; gorod "
+				    "takes at most %u in one message", proto_methods[m].name,
+				    len, PROTO_MAX_MESSAGE);
+	if (a->spawn && a->spawn->args_msgpack &&
+	    proto_frame_check(c->out.data + mark, len, PROTO_MAX_MESSAGE) != (ssize_t)len)
+		return client_error(c, -EINVAL, "spawn: args_msgpack nests deeper than gorod "
+				    "takes (%d levels in all, the request's own 4 included)",
+				    PROTO_MAX_DEPTH);
+	return 0;
+}
+
 /* Packs request m and registers where its reply goes. */
-static int submit(goro_client *c, enum proto_method m, const struct call *a, bool blocking,
+static int submit(goro_client *c, enum proto_method m, const struct client_call *a, bool blocking,
 		  struct client_wait *w, goro_reply_fn cb, void *arg)
 {
 	struct client_req req;
@@ -332,13 +402,15 @@ static int submit(goro_client *c, enum proto_method m, const struct call *a, boo
 	if (err < 0)
 		return err;
 	ops[m].pack(&pk, a);
+	if (!c->out_oom && (err = check_packed(c, m, a, req.mark)) < 0) {
+		c->out.size = req.mark; /* taken back: never sent */
+		return err;
+	}
 	return client_end(c, &req, w, cb, arg);
 }
 
-/* Sends request m and waits for its reply, into *r (r->json is then the
- * caller's). Blocks: see client_wait(). */
-static int call(goro_client *c, enum proto_method m, const struct call *a,
-		struct goro_reply *r)
+int client_call_wait(goro_client *c, enum proto_method m, const struct client_call *a,
+		     struct goro_reply *r)
 {
 	struct client_wait w;
 	int err;
@@ -355,9 +427,8 @@ static int call(goro_client *c, enum proto_method m, const struct call *a,
 	return err;
 }
 
-/* Queues request m, its reply for cb (NULL: kept only if it fails). */
-static int queue(goro_client *c, enum proto_method m, const struct call *a,
-		 goro_reply_fn cb, void *arg)
+int client_call_queue(goro_client *c, enum proto_method m, const struct client_call *a,
+		      goro_reply_fn cb, void *arg)
 {
 	int err;
 
@@ -373,9 +444,9 @@ static int queue(goro_client *c, enum proto_method m, const struct call *a,
 
 GORO_EXPORT int goro_hello(goro_client *c, const char *client, struct goro_hello *out)
 {
-	struct call a = { .name = client, .timeout_ms = -1 };
+	struct client_call a = { .name = client, .timeout_ms = -1 };
 	struct goro_reply r;
-	int err = call(c, PROTO_M_hello, &a, &r);
+	int err = client_call_wait(c, PROTO_M_hello, &a, &r);
 
 	if (err == 0 && out)
 		*out = r.hello;
@@ -385,9 +456,9 @@ GORO_EXPORT int goro_hello(goro_client *c, const char *client, struct goro_hello
 GORO_EXPORT int goro_wg_add(goro_client *c, const char *name, int64_t delta,
 			    unsigned flags, int64_t *count)
 {
-	struct call a = { .name = name, .n = delta, .timeout_ms = -1, .flags = flags };
+	struct client_call a = { .name = name, .n = delta, .timeout_ms = -1, .flags = flags };
 	struct goro_reply r;
-	int err = call(c, PROTO_M_wg_add, &a, &r);
+	int err = client_call_wait(c, PROTO_M_wg_add, &a, &r);
 
 	if (err == 0 && count)
 		*count = r.count;
@@ -396,9 +467,9 @@ GORO_EXPORT int goro_wg_add(goro_client *c, const char *name, int64_t delta,
 
 GORO_EXPORT int goro_wg_done(goro_client *c, const char *name, int64_t *count)
 {
-	struct call a = { .name = name, .timeout_ms = -1 };
+	struct client_call a = { .name = name, .timeout_ms = -1 };
 	struct goro_reply r;
-	int err = call(c, PROTO_M_wg_done, &a, &r);
+	int err = client_call_wait(c, PROTO_M_wg_done, &a, &r);
 
 	if (err == 0 && count)
 		*count = r.count;
@@ -407,18 +478,21 @@ GORO_EXPORT int goro_wg_done(goro_client *c, const char *name, int64_t *count)
 
 GORO_EXPORT int goro_wg_wait(goro_client *c, const char *name, int timeout_ms)
 {
-	struct call a = { .name = name, .timeout_ms = timeout_ms };
+	struct client_call a = { .name = name, .timeout_ms = timeout_ms };
 	struct goro_reply r;
+	int err = client_call_wait(c, PROTO_M_wg_wait, &a, &r);
 
-	return call(c, PROTO_M_wg_wait, &a, &r);
+	if (err == 0)
+		client_reply_free(&r); /* the round: goro_wg_wait_status() */
+	return err;
 }
 
 GORO_EXPORT int goro_mutex_lock(goro_client *c, const char *name, enum goro_mode mode,
 				int timeout_ms, unsigned flags, struct goro_grant *out)
 {
-	struct call a = { .name = name, .mode = mode, .timeout_ms = timeout_ms, .flags = flags };
+	struct client_call a = { .name = name, .mode = mode, .timeout_ms = timeout_ms, .flags = flags };
 	struct goro_reply r;
-	int err = call(c, PROTO_M_mutex_lock, &a, &r);
+	int err = client_call_wait(c, PROTO_M_mutex_lock, &a, &r);
 
 	if (err == 0 && out)
 		*out = r.grant;
@@ -430,12 +504,12 @@ GORO_EXPORT int goro_mutex_lock(goro_client *c, const char *name, enum goro_mode
 static int release(goro_client *c, enum proto_method m, const char *name, uint64_t token,
 		   unsigned flags)
 {
-	struct call a = { .name = name, .token = token, .timeout_ms = -1, .flags = flags };
+	struct client_call a = { .name = name, .token = token, .timeout_ms = -1, .flags = flags };
 	struct goro_reply r;
 
 	if (flags & GORO_DEFER)
-		return queue(c, m, &a, NULL, NULL);
-	return call(c, m, &a, &r);
+		return client_call_queue(c, m, &a, NULL, NULL);
+	return client_call_wait(c, m, &a, &r);
 }
 
 GORO_EXPORT int goro_mutex_unlock(goro_client *c, const char *name, uint64_t token,
@@ -448,10 +522,10 @@ GORO_EXPORT int goro_sem_acquire(goro_client *c, const char *name, int64_t capac
 				 int64_t n, int timeout_ms, unsigned flags,
 				 struct goro_grant *out)
 {
-	struct call a = { .name = name, .n = n, .capacity = capacity,
+	struct client_call a = { .name = name, .n = n, .capacity = capacity,
 			  .timeout_ms = timeout_ms, .flags = flags };
 	struct goro_reply r;
-	int err = call(c, PROTO_M_sem_acquire, &a, &r);
+	int err = client_call_wait(c, PROTO_M_sem_acquire, &a, &r);
 
 	if (err == 0 && out)
 		*out = r.grant;
@@ -466,9 +540,9 @@ GORO_EXPORT int goro_sem_release(goro_client *c, const char *name, uint64_t toke
 
 GORO_EXPORT int goro_maxprocs(goro_client *c, int n, int *maxprocs, int *previous)
 {
-	struct call a = { .n = n, .timeout_ms = -1 };
+	struct client_call a = { .n = n, .timeout_ms = -1 };
 	struct goro_reply r;
-	int err = call(c, PROTO_M_maxprocs, &a, &r);
+	int err = client_call_wait(c, PROTO_M_maxprocs, &a, &r);
 
 	if (err == 0 && maxprocs)
 		*maxprocs = r.maxprocs;
@@ -479,9 +553,9 @@ GORO_EXPORT int goro_maxprocs(goro_client *c, int n, int *maxprocs, int *previou
 
 GORO_EXPORT int goro_stats_json(goro_client *c, char **json)
 {
-	struct call a = { .timeout_ms = -1 };
+	struct client_call a = { .timeout_ms = -1 };
 	struct goro_reply r;
-	int err = call(c, PROTO_M_stats, &a, &r);
+	int err = client_call_wait(c, PROTO_M_stats, &a, &r);
 
 	if (err < 0)
 		return err;
@@ -497,80 +571,80 @@ GORO_EXPORT int goro_stats_json(goro_client *c, char **json)
 GORO_EXPORT int goro_send_hello(goro_client *c, const char *client,
 				goro_reply_fn cb, void *arg)
 {
-	struct call a = { .name = client, .timeout_ms = -1 };
+	struct client_call a = { .name = client, .timeout_ms = -1 };
 
-	return queue(c, PROTO_M_hello, &a, cb, arg);
+	return client_call_queue(c, PROTO_M_hello, &a, cb, arg);
 }
 
 GORO_EXPORT int goro_send_wg_add(goro_client *c, const char *name, int64_t delta,
 				 unsigned flags, goro_reply_fn cb, void *arg)
 {
-	struct call a = { .name = name, .n = delta, .timeout_ms = -1, .flags = flags };
+	struct client_call a = { .name = name, .n = delta, .timeout_ms = -1, .flags = flags };
 
-	return queue(c, PROTO_M_wg_add, &a, cb, arg);
+	return client_call_queue(c, PROTO_M_wg_add, &a, cb, arg);
 }
 
 GORO_EXPORT int goro_send_wg_done(goro_client *c, const char *name,
 				  goro_reply_fn cb, void *arg)
 {
-	struct call a = { .name = name, .timeout_ms = -1 };
+	struct client_call a = { .name = name, .timeout_ms = -1 };
 
-	return queue(c, PROTO_M_wg_done, &a, cb, arg);
+	return client_call_queue(c, PROTO_M_wg_done, &a, cb, arg);
 }
 
 GORO_EXPORT int goro_send_wg_wait(goro_client *c, const char *name, int timeout_ms,
 				  goro_reply_fn cb, void *arg)
 {
-	struct call a = { .name = name, .timeout_ms = timeout_ms };
+	struct client_call a = { .name = name, .timeout_ms = timeout_ms };
 
-	return queue(c, PROTO_M_wg_wait, &a, cb, arg);
+	return client_call_queue(c, PROTO_M_wg_wait, &a, cb, arg);
 }
 
 GORO_EXPORT int goro_send_mutex_lock(goro_client *c, const char *name, enum goro_mode mode,
 				     int timeout_ms, unsigned flags,
 				     goro_reply_fn cb, void *arg)
 {
-	struct call a = { .name = name, .mode = mode, .timeout_ms = timeout_ms, .flags = flags };
+	struct client_call a = { .name = name, .mode = mode, .timeout_ms = timeout_ms, .flags = flags };
 
-	return queue(c, PROTO_M_mutex_lock, &a, cb, arg);
+	return client_call_queue(c, PROTO_M_mutex_lock, &a, cb, arg);
 }
 
 GORO_EXPORT int goro_send_mutex_unlock(goro_client *c, const char *name, uint64_t token,
 				       goro_reply_fn cb, void *arg)
 {
-	struct call a = { .name = name, .token = token, .timeout_ms = -1 };
+	struct client_call a = { .name = name, .token = token, .timeout_ms = -1 };
 
-	return queue(c, PROTO_M_mutex_unlock, &a, cb, arg);
+	return client_call_queue(c, PROTO_M_mutex_unlock, &a, cb, arg);
 }
 
 GORO_EXPORT int goro_send_sem_acquire(goro_client *c, const char *name, int64_t capacity,
 				      int64_t n, int timeout_ms, unsigned flags,
 				      goro_reply_fn cb, void *arg)
 {
-	struct call a = { .name = name, .n = n, .capacity = capacity,
+	struct client_call a = { .name = name, .n = n, .capacity = capacity,
 			  .timeout_ms = timeout_ms, .flags = flags };
 
-	return queue(c, PROTO_M_sem_acquire, &a, cb, arg);
+	return client_call_queue(c, PROTO_M_sem_acquire, &a, cb, arg);
 }
 
 GORO_EXPORT int goro_send_sem_release(goro_client *c, const char *name, uint64_t token,
 				      goro_reply_fn cb, void *arg)
 {
-	struct call a = { .name = name, .token = token, .timeout_ms = -1 };
+	struct client_call a = { .name = name, .token = token, .timeout_ms = -1 };
 
-	return queue(c, PROTO_M_sem_release, &a, cb, arg);
+	return client_call_queue(c, PROTO_M_sem_release, &a, cb, arg);
 }
 
 GORO_EXPORT int goro_send_maxprocs(goro_client *c, int n, goro_reply_fn cb, void *arg)
 {
-	struct call a = { .n = n, .timeout_ms = -1 };
+	struct client_call a = { .n = n, .timeout_ms = -1 };
 
-	return queue(c, PROTO_M_maxprocs, &a, cb, arg);
+	return client_call_queue(c, PROTO_M_maxprocs, &a, cb, arg);
 }
 
 GORO_EXPORT int goro_send_stats(goro_client *c, goro_reply_fn cb, void *arg)
 {
-	struct call a = { .timeout_ms = -1 };
+	struct client_call a = { .timeout_ms = -1 };
 
-	return queue(c, PROTO_M_stats, &a, cb, arg);
+	return client_call_queue(c, PROTO_M_stats, &a, cb, arg);
 }

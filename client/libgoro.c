@@ -104,9 +104,7 @@ int client_error(goro_client *c, int err, const char *fmt, ...)
 	return err;
 }
 
-/* Copies a message from the wire into dst (CLIENT_MSG_MAX bytes), cut at a
- * character boundary to fit, control characters replaced: safe to print. */
-static void copy_msg(char *dst, const char *s, size_t len)
+void client_copy_msg(char *dst, const char *s, size_t len)
 {
 	size_t n = len;
 
@@ -321,8 +319,8 @@ int client_end(goro_client *c, const struct client_req *req,
 }
 
 /* Hands a reply (or a failure: err < 0, with msg) to where p says: fills
- * in the waiter (which then owns r->json), runs the callback, or keeps
- * the failure as a deferred one. */
+ * in the waiter (which then owns what r holds: r is emptied), runs the
+ * callback, or keeps the failure as a deferred one. */
 static void deliver(goro_client *c, const struct client_pending *p, int err,
 		    struct goro_reply *r, const char *msg)
 {
@@ -331,7 +329,7 @@ static void deliver(goro_client *c, const struct client_pending *p, int err,
 		p->wait->err = err;
 		p->wait->reply = *r;
 		snprintf(p->wait->msg, sizeof p->wait->msg, "%s", msg);
-		r->json = NULL;
+		memset(r, 0, sizeof *r);
 		return;
 	}
 	if (err < 0)
@@ -486,11 +484,11 @@ static int reply_error(const msgpack_object *e, char *msg)
 	    proto_get_str(&e->via.array.ptr[0], &name, &nlen) < 0 ||
 	    proto_get_str(&e->via.array.ptr[1], &text, &tlen) < 0)
 		return 0;
-	copy_msg(msg, text, tlen);
+	client_copy_msg(msg, text, tlen);
 	code = proto_err_from_name(name, nlen);
 	if (code < 0)
 		return code;
-	copy_msg(code_name, name, nlen < 32 ? nlen : 32);
+	client_copy_msg(code_name, name, nlen < 32 ? nlen : 32);
 	mlen = strlen(msg);
 	snprintf(msg + mlen, CLIENT_MSG_MAX - mlen, " (gorod's code %.32s)", code_name);
 	return -EPROTO;
@@ -534,7 +532,7 @@ static int dispatch_one(goro_client *c, const char *frame, size_t len)
 	}
 	p = pending_take(c, (size_t)i);
 	deliver(c, &p, err, &r, msg);
-	free((char *)r.json);
+	client_reply_free(&r);
 	return 1;
 }
 
