@@ -27,29 +27,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "goro/goro.h"
+#include <poll.h>
+
+#include "goroctl.h"
 #include "methods.h"
-
-enum {
-	EXIT_OK = 0,
-	EXIT_FAILED = 1,      /* the operation failed */
-	EXIT_USAGE = 2,
-	EXIT_NOT_RUNNING = 3, /* connecting failed: nobody at the socket */
-	EXIT_TIMEDOUT = 4,
-	EXIT_DEADLOCK = 5,    /* EDEADLK */
-	EXIT_BUSY = 6,        /* --try found it held */
-};
-
-enum {
-	OPT_JSON = 1 << 0,
-	OPT_SOCKET = 1 << 1,
-	OPT_HELP = 1 << 2,
-	OPT_VERSION = 1 << 3,
-	OPT_TIMEOUT = 1 << 4,
-	OPT_READ = 1 << 5,
-	OPT_TRY = 1 << 6,
-};
-#define OPT_GLOBAL (OPT_JSON | OPT_SOCKET | OPT_HELP | OPT_VERSION)
 
 static const struct optdef {
 	const char *name;
@@ -62,43 +43,56 @@ static const struct optdef {
 	{ "socket", 0, "PATH", OPT_SOCKET,
 	  "gorod's socket; default: $GOROD_SOCKET, else\n"
 	  "$XDG_RUNTIME_DIR/gorod.sock, else /run/gorod/gorod.sock" },
-	{ "timeout", 0, "DUR", OPT_TIMEOUT, "give up after DUR, with exit code 4" },
+	{ "timeout", 0, "DUR", OPT_TIMEOUT,
+	  "give up after DUR, with exit code 4; spawn: the task's\n"
+	  "time limit (then TERM, and KILL after --grace)" },
 	{ "read", 0, NULL, OPT_READ, "lock for reading, shared with other readers" },
 	{ "try", 0, NULL, OPT_TRY, "do not wait: exit 6 at once if it is held" },
+	{ "name", 0, "N", OPT_NAME, "a label for the task, shown by ps" },
+	{ "wg", 0, "NAME", OPT_WG,
+	  "spawn: count the task in WaitGroup NAME (add 1 now,\n"
+	  "done when it ends); wait: wait for the group" },
+	{ "lock", 0, "NAME", OPT_LOCK, "hold mutex NAME (for writing) while the task runs,\n"
+	  "requested now, so tasks get it in spawn order" },
+	{ "rlock", 0, "NAME", OPT_RLOCK, "hold mutex NAME for reading while the task runs" },
+	{ "sem", 0, "NAME[=CAP]", OPT_SEM,
+	  "hold a unit of semaphore NAME (CAP units, default 1)\n"
+	  "while the task runs: at most CAP such tasks at once" },
+	{ "after", 0, "ID", OPT_AFTER,
+	  "start once task ID has ended (repeat it, or ID,ID..)" },
+	{ "key", 0, "K", OPT_KEY, "refused (exit 6) while another task with key K lives" },
+	{ "grace", 0, "DUR", OPT_GRACE, "between TERM and KILL (timeout, kill); default 5s" },
+	{ "expect", 0, "DUR", OPT_EXPECT,
+	  "how long the task should live; the leak monitor\n"
+	  "flags it after that" },
+	{ "scope", 0, "SCOPE", OPT_SCOPE,
+	  "detached (default): the task outlives goroctl; session:\n"
+	  "goroctl waits for it, and gorod kills it if goroctl ends first" },
+	{ "cwd", 0, "DIR", OPT_CWD, "the task's working directory; default: goroctl's" },
+	{ "clean-env", 0, NULL, OPT_CLEAN_ENV,
+	  "start the task with only gorod's PATH, not goroctl's\n"
+	  "environment" },
+	{ "stdin", 0, "FILE", OPT_STDIN,
+	  "give the task FILE's bytes on stdin ('-': goroctl's\n"
+	  "stdin; sent with the spawn, under 1 MiB)" },
+	{ "output-max", 0, "BYTES", OPT_OUTPUT_MAX,
+	  "how much of each of stdout and stderr gorod keeps (the\n"
+	  "last BYTES; k, M suffixes); default gorod's (1 MiB)" },
+	{ "func", 0, "NAME", OPT_FUNC, "run function NAME registered in gorod, not a command" },
+	{ "lines", 0, NULL, OPT_LINES,
+	  "spawn one task per line of stdin (see goroctl help spawn)" },
+	{ "all", 0, NULL, OPT_ALL, "the finished tasks gorod still keeps too" },
+	{ "stderr", 0, NULL, OPT_STDERR, "the task's stderr, not its stdout" },
+	{ "follow", 0, NULL, OPT_FOLLOW, "keep writing what the task writes, until it ends" },
+	{ "signal", 's', "SIG", OPT_SIGNAL, "the signal: a number or a name (TERM, KILL, HUP..)" },
 	{ "help", 'h', NULL, OPT_HELP, "show this help; goroctl help COMMAND for one command" },
 	{ "version", 'V', NULL, OPT_VERSION, "print goroctl's version" },
-};
-
-/* One run of goroctl: the parsed command line, and the connection. */
-struct ctl {
-	const struct command *cmd;
-	unsigned given;     /* OPT_* seen */
-	bool json;
-	const char *socket; /* --socket, or NULL: libgoro's default */
-	int timeout_ms;     /* --timeout, or -1 */
-	char **ops;         /* operands after the command's words */
-	int nops;
-	char **ops_mem;     /* the array ops points into; owned */
-	char **argv_cmd;    /* lock: CMD [ARG..], NULL-terminated (argv's) */
-	goro_client *c;
-};
-
-struct command {
-	const char *words;   /* "wg add" */
-	const char *method;  /* the method it sends, or NULL */
-	const char *args;    /* its operands (its options come from opts) */
-	const char *summary; /* NULL: the method's summary */
-	const char *details; /* for goroctl help COMMAND, or NULL */
-	unsigned opts;       /* OPT_* it takes besides the global ones */
-	int min_ops, max_ops;
-	bool runs_cmd;       /* takes -- CMD [ARG..] */
-	int (*run)(struct ctl *x);
 };
 
 /* ---- output ---------------------------------------------------------------------- */
 
 /* s as a JSON string. */
-static void json_str(FILE *f, const char *s)
+void ctl_json_str(FILE *f, const char *s)
 {
 	fputc('"', f);
 	for (; *s; s++) {
@@ -207,7 +201,7 @@ static void print_pretty(const char *s)
 
 /* ---- errors ------------------------------------------------------------------------ */
 
-static int exit_code(int err)
+int ctl_exit_code(int err)
 {
 	switch (err) {
 	case -ETIMEDOUT: return EXIT_TIMEDOUT;
@@ -222,6 +216,8 @@ static void print_hint(const struct ctl *x, int err, const char *name)
 {
 	bool wg = strncmp(x->cmd->words, "wg ", 3) == 0;
 
+	if (ctl_task_hint(x, err, name))
+		return;
 	switch (err) {
 	case -ETIMEDOUT:
 		if (wg)
@@ -265,29 +261,33 @@ static void print_hint(const struct ctl *x, int err, const char *name)
 }
 
 /* {"error": name, "message": msg} on stdout, with --json. */
-static void json_error(const struct ctl *x, int err, const char *msg)
+void ctl_json_error(const struct ctl *x, int err, const char *msg)
 {
 	if (!x->json)
 		return;
 	fputs("{\"error\":", stdout);
-	json_str(stdout, goro_err_name(err));
+	ctl_json_str(stdout, goro_err_name(err));
 	fputs(",\"message\":", stdout);
-	json_str(stdout, msg);
+	ctl_json_str(stdout, msg);
 	fputs("}\n", stdout);
 }
 
 /* Reports that `what` failed with err: gorod's sentence (or libgoro's) on
  * stderr with a hint, and the JSON error. Returns the exit code. */
-static int fail(const struct ctl *x, int err, const char *what, const char *name)
+int ctl_fail(const struct ctl *x, int err, const char *what, const char *name)
 {
-	const char *msg = x->c ? goro_last_error(x->c) : "";
+	return ctl_fail_msg(x, err, what, name, x->c ? goro_last_error(x->c) : "");
+}
 
+int ctl_fail_msg(const struct ctl *x, int err, const char *what, const char *name,
+		 const char *msg)
+{
 	if (!*msg)
 		msg = goro_strerror(err);
 	fprintf(stderr, "goroctl: %s: %s\n", what, msg);
 	print_hint(x, err, name);
-	json_error(x, err, msg);
-	return exit_code(err);
+	ctl_json_error(x, err, msg);
+	return ctl_exit_code(err);
 }
 
 /* ---- parsing ------------------------------------------------------------------------ */
@@ -296,8 +296,11 @@ static int fail(const struct ctl *x, int err, const char *what, const char *name
 static const char *usage_of(const struct command *c, char *buf, size_t size)
 {
 	size_t n = (size_t)snprintf(buf, size, "%s", c->words);
+	int nopts = __builtin_popcount(c->opts);
 
-	for (size_t i = 0; i < sizeof optdefs / sizeof optdefs[0] && n < size; i++)
+	if (nopts > 4) /* too many to list on one line: goroctl help COMMAND lists them */
+		n += (size_t)snprintf(buf + n, size - n, " [OPTIONS]");
+	for (size_t i = 0; i < sizeof optdefs / sizeof optdefs[0] && n < size && nopts <= 4; i++)
 		if (optdefs[i].bit & c->opts)
 			n += (size_t)snprintf(buf + n, size - n, " [--%s%s%s]", optdefs[i].name,
 					      optdefs[i].arg ? " " : "",
@@ -307,12 +310,9 @@ static const char *usage_of(const struct command *c, char *buf, size_t size)
 	return buf;
 }
 
-static int usage_error(const struct ctl *x, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static int usage_error(const struct ctl *x, const char *fmt, ...)
+int ctl_usage_error(const struct ctl *x, const char *fmt, ...)
 {
-	char usage[256];
+	char usage[1024];
 	va_list ap;
 
 	fputs("goroctl: ", stderr);
@@ -330,7 +330,7 @@ static int usage_error(const struct ctl *x, const char *fmt, ...)
 /* Parses a duration: a number (digits, maybe a fraction) and a unit, ms,
  * s, m or h; no unit means seconds. Rounded up to whole milliseconds, at
  * most 2^31-1 (what gorod takes). Returns 0, or -1 with *why set. */
-static int parse_duration(const char *s, int *ms, const char **why)
+int ctl_parse_duration(const char *s, int *ms, const char **why)
 {
 	static const struct { const char *unit; double ms; } units[] = {
 		{ "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 }, { "", 1000 },
@@ -367,7 +367,7 @@ static int parse_duration(const char *s, int *ms, const char **why)
 }
 
 /* A whole decimal number in [min, max]. */
-static int parse_int(const char *s, int64_t min, int64_t max, int64_t *v)
+int ctl_parse_int(const char *s, int64_t min, int64_t max, int64_t *v)
 {
 	char *end;
 	long long n;
@@ -422,15 +422,22 @@ static int apply_opt(struct ctl *x, const struct optdef *o, const char *value)
 		break;
 	case OPT_SOCKET:
 		if (!*value)
-			return usage_error(x, "--socket needs a path");
+			return ctl_usage_error(x, "--socket needs a path");
 		x->socket = value;
 		break;
 	case OPT_TIMEOUT:
-		if (parse_duration(value, &x->timeout_ms, &why) < 0)
-			return usage_error(x, "bad duration '%s' for --timeout: %s; write it like "
+		if (ctl_parse_duration(value, &x->timeout_ms, &why) < 0)
+			return ctl_usage_error(x, "bad duration '%s' for --timeout: %s; write it like "
 					   "250ms, 2s, 1m or 1h (a plain number is seconds)",
 					   value, why);
 		break;
+	case OPT_HELP:
+	case OPT_VERSION:
+	case OPT_READ:
+	case OPT_TRY:
+		break;
+	default:
+		return ctl_task_opt(x, o->bit, value);
 	}
 	return -1;
 }
@@ -439,7 +446,7 @@ static int apply_opt(struct ctl *x, const struct optdef *o, const char *value)
 
 /* Connects to gorod. Returns 0, or an exit code having said what is wrong
  * and what to do. */
-static int ctl_connect(struct ctl *x)
+int ctl_connect(struct ctl *x)
 {
 	char path[256], msg[512];
 	int err = goro_connect(x->socket, &x->c);
@@ -458,7 +465,7 @@ static int ctl_connect(struct ctl *x)
 		else
 			fprintf(stderr, "goroctl: %s: start it with `gorod` or "
 				"`systemctl --user start gorod.socket`\n", msg);
-		json_error(x, err, msg);
+		ctl_json_error(x, err, msg);
 		return EXIT_NOT_RUNNING;
 	}
 	snprintf(msg, sizeof msg, "cannot connect to gorod at %s: %s", path, goro_strerror(err));
@@ -469,8 +476,26 @@ static int ctl_connect(struct ctl *x)
 			"own: `systemctl --user start gorod.socket`\n");
 	else if (err == -ENAMETOOLONG)
 		fprintf(stderr, "goroctl: hint: a socket path is at most 107 bytes\n");
-	json_error(x, err, msg);
+	ctl_json_error(x, err, msg);
 	return EXIT_FAILED;
+}
+
+int ctl_pump(struct ctl *x, int timeout_ms)
+{
+	struct pollfd p = { .fd = goro_fd(x->c), .events = POLLIN };
+	int err = goro_flush(x->c);
+
+	if (err < 0 && err != -EAGAIN)
+		return err;
+	if (goro_want_write(x->c))
+		p.events |= POLLOUT;
+	if (poll(&p, 1, timeout_ms) < 0)
+		return errno == EINTR ? 0 : -errno;
+	if (p.revents & POLLOUT && (err = goro_flush(x->c)) < 0 && err != -EAGAIN)
+		return err;
+	if (p.revents & (POLLIN | POLLHUP | POLLERR))
+		return goro_process(x->c);
+	return 0;
 }
 
 /* ---- commands ------------------------------------------------------------------------------ */
@@ -491,14 +516,14 @@ static int cmd_wg_add(struct ctl *x)
 	char what[300];
 	int err;
 
-	if (x->nops > 1 && parse_int(x->ops[1], INT64_MIN, INT64_MAX, &delta) < 0)
-		return usage_error(x, "N must be a whole number, like 3 or -1, not '%s'", x->ops[1]);
+	if (x->nops > 1 && ctl_parse_int(x->ops[1], INT64_MIN, INT64_MAX, &delta) < 0)
+		return ctl_usage_error(x, "N must be a whole number, like 3 or -1, not '%s'", x->ops[1]);
 	if ((err = ctl_connect(x)))
 		return err;
 	err = goro_wg_add(x->c, name, delta, 0, &count);
 	snprintf(what, sizeof what, "wg add %s", name);
 	if (err < 0)
-		return fail(x, err, what, name);
+		return ctl_fail(x, err, what, name);
 	print_count(x, name, count);
 	return EXIT_OK;
 }
@@ -515,7 +540,7 @@ static int cmd_wg_done(struct ctl *x)
 	err = goro_wg_done(x->c, name, &count);
 	snprintf(what, sizeof what, "wg done %s", name);
 	if (err < 0)
-		return fail(x, err, what, name);
+		return ctl_fail(x, err, what, name);
 	print_count(x, name, count);
 	return EXIT_OK;
 }
@@ -531,7 +556,7 @@ static int cmd_wg_wait(struct ctl *x)
 	err = goro_wg_wait(x->c, name, x->timeout_ms);
 	snprintf(what, sizeof what, "wg wait %s", name);
 	if (err < 0)
-		return fail(x, err, what, name);
+		return ctl_fail(x, err, what, name);
 	if (x->json)
 		puts("{}");
 	return EXIT_OK;
@@ -696,7 +721,7 @@ static int cmd_lock(struct ctl *x)
 		return EXIT_DEADLOCK;
 	}
 	if (err < 0)
-		return fail(x, err, what, name);
+		return ctl_fail(x, err, what, name);
 	if (g.owner_died)
 		fprintf(stderr, "goroctl: note: the previous holder of %s ended without "
 			"unlocking it; what it guards may be half-updated\n", name);
@@ -715,7 +740,7 @@ static int cmd_lock(struct ctl *x)
 		fprintf(stderr, "goroctl: note: %s was already unlocked (by its token)\n", name);
 	} else if (err < 0) {
 		/* CMD may not have been alone: say so, and fail if it did not. */
-		int code = fail(x, err, what, name);
+		int code = ctl_fail(x, err, what, name);
 
 		fprintf(stderr, "goroctl: the lock was lost while %s ran\n", x->argv_cmd[0]);
 		if (rc == 0)
@@ -741,7 +766,7 @@ static int cmd_stats(struct ctl *x)
 		return err;
 	err = goro_stats_json(x->c, &json);
 	if (err < 0)
-		return fail(x, err, "stats", "");
+		return ctl_fail(x, err, "stats", "");
 	if (x->json)
 		puts(json);
 	else
@@ -755,13 +780,13 @@ static int cmd_maxprocs(struct ctl *x)
 	int64_t n = 0;
 	int now, before, err;
 
-	if (x->nops > 0 && parse_int(x->ops[0], 1, INT_MAX, &n) < 0)
-		return usage_error(x, "N must be a positive whole number, not '%s'", x->ops[0]);
+	if (x->nops > 0 && ctl_parse_int(x->ops[0], 1, INT_MAX, &n) < 0)
+		return ctl_usage_error(x, "N must be a positive whole number, not '%s'", x->ops[0]);
 	if ((err = ctl_connect(x)))
 		return err;
 	err = goro_maxprocs(x->c, (int)n, &now, &before);
 	if (err < 0)
-		return fail(x, err, "maxprocs", "");
+		return ctl_fail(x, err, "maxprocs", "");
 	if (x->json)
 		printf("{\"maxprocs\":%d,\"previous\":%d}\n", now, before);
 	else if (n > 0)
@@ -794,6 +819,61 @@ static const struct command commands[] = {
 	  "outright, gorod releases the lock and tells the next holder its owner died.\n"
 	  "With --json, {\"token\":..,\"owner_died\":..,\"status\":..} follows CMD's output.\n",
 	  OPT_TIMEOUT | OPT_READ | OPT_TRY, 1, 1, true, cmd_lock },
+	{ "spawn", "spawn", "-- CMD [ARG..]",
+	  "start a task in gorod: a command, or (--func) a registered function",
+	  "Or:    goroctl spawn [OPTIONS] --func NAME [ARG..]\n"
+	  "       goroctl spawn [OPTIONS] --lines [-- PREFIX..] < FILE\n"
+	  "\n"
+	  "Prints the task's id. The task runs in gorod, like `go f()`: goroctl returns\n"
+	  "at once (unless --scope session). A command gets goroctl's environment and\n"
+	  "working directory (--clean-env, --cwd), and its output is kept for\n"
+	  "`goroctl logs ID`. A func's arguments that are decimal integers are sent as\n"
+	  "integers, the others as strings.\n"
+	  "\n"
+	  "--lines reads one command per line from stdin and spawns them all (empty lines\n"
+	  "are skipped), printing one id per line in input order. Without PREFIX a line\n"
+	  "runs as `/bin/sh -c LINE`; with PREFIX, as PREFIX.. LINE (one more argument,\n"
+	  "like `xargs -d '\\n' -n1`). The other options apply to every task: e.g.\n"
+	  "`--sem jobs=4 --wg build` runs 4 at a time, and `goroctl wait --wg build`\n"
+	  "waits for them all. A line that cannot be spawned is reported on stderr with\n"
+	  "its number; the others go on, and goroctl exits 1.\n"
+	  "\n"
+	  "Exit code 6 when --key is in use. With --json, {\"id\":N}; with --lines\n"
+	  "{\"line\":L,\"id\":N} per line.\n",
+	  OPT_TIMEOUT | OPT_NAME | OPT_WG | OPT_LOCK | OPT_RLOCK | OPT_SEM | OPT_AFTER |
+	  OPT_KEY | OPT_GRACE | OPT_EXPECT | OPT_SCOPE | OPT_CWD | OPT_CLEAN_ENV |
+	  OPT_STDIN | OPT_OUTPUT_MAX | OPT_FUNC | OPT_LINES,
+	  0, INT_MAX, REST_OWN, ctl_spawn },
+	{ "wait", "wait", "ID..", "wait until tasks end; exit with their status",
+	  "Exits with the task's status as a shell gives it: its exit code, 128+N when\n"
+	  "signal N ended it, 124 when its --timeout passed, 127 when the program was\n"
+	  "not found, 126 when it could not run, 1 for another failure. With several\n"
+	  "IDs, the last one's (like the shell's wait); each one that did not succeed\n"
+	  "gets a line on stderr. Exit 4 when goroctl's own --timeout passed first.\n"
+	  "With --json, one outcome object per ID and line.\n"
+	  "\n"
+	  "--wg NAME waits until the WaitGroup's counter is 0, then exits 0 if every task\n"
+	  "spawned with --wg NAME in this round succeeded, else with the status of the\n"
+	  "first that failed. On a terminal, a progress line shows meanwhile.\n",
+	  OPT_TIMEOUT | OPT_WG, 0, INT_MAX, REST_OPS, ctl_wait },
+	{ "kill", "kill", "ID..", NULL,
+	  "Sends SIGTERM (or -s SIG; `goroctl kill -9 ID` works too) to each task's\n"
+	  "process group, and SIGKILL after its grace period if it has not ended; a\n"
+	  "func task is cancelled. A queued task is dropped without starting.\n",
+	  OPT_SIGNAL, 1, INT_MAX, REST_OPS, ctl_kill },
+	{ "pause", "pause", "ID..", NULL, "Resume it with `goroctl resume ID`.\n",
+	  0, 1, INT_MAX, REST_OPS, ctl_pause },
+	{ "resume", "resume", "ID..", NULL, NULL, 0, 1, INT_MAX, REST_OPS, ctl_resume },
+	{ "logs", "logs.read", "ID", "write what a task wrote to stdout (or --stderr)",
+	  "Writes the bytes gorod keeps (the last --output-max of them) as they are.\n"
+	  "A note on stderr says how many earlier bytes were not kept. --follow goes on\n"
+	  "writing what the task writes until it has ended, like `tail -f`.\n",
+	  OPT_STDERR | OPT_FOLLOW, 1, 1, REST_OPS, ctl_logs },
+	{ "ps", "ps", "", "list the tasks queued or running (--all: finished ones too)",
+	  "One line per task, oldest first: its id, state, kind, owner's uid, age, what\n"
+	  "it waits for if it is queued, and its name or command. With --json, the\n"
+	  "array gorod sends (PROTOCOL.md, ps).\n",
+	  OPT_ALL, 0, 0, REST_OPS, ctl_ps },
 	{ "stats", "stats", "", NULL, NULL, 0, 0, 0, false, cmd_stats },
 	{ "maxprocs", "maxprocs", "[N]", NULL,
 	  "Without N, prints GOMAXPROCS; with N (1..256), sets it while goroutines run.\n"
@@ -843,7 +923,7 @@ static void print_command_help(const struct command *cmd)
 {
 	int m = cmd->method ? proto_method_find(cmd->method, strlen(cmd->method)) : -1;
 	const char *s = summary_of(cmd);
-	char usage[256];
+	char usage[1024];
 
 	printf("Usage: goroctl %s\n\n%c%s.\n", usage_of(cmd, usage, sizeof usage),
 	       toupper((unsigned char)s[0]), s + 1);
@@ -852,7 +932,7 @@ static void print_command_help(const struct command *cmd)
 	printf("\nOptions:\n");
 	for (size_t i = 0; i < sizeof optdefs / sizeof optdefs[0]; i++)
 		if (optdefs[i].bit & (cmd->opts | OPT_JSON | OPT_SOCKET))
-			print_opt(&optdefs[i], 17, false);
+			print_opt(&optdefs[i], 22, false);
 	if (m >= 0)
 		printf("\nSends %s %s, gets %s (gorod's PROTOCOL.md).\n",
 		       proto_methods[m].name, proto_methods[m].params, proto_methods[m].result);
@@ -875,8 +955,9 @@ static void print_help(const struct command *cmd)
 	}
 	printf("Usage: goroctl [--json] [--socket PATH] COMMAND [ARGS]\n"
 	       "\n"
-	       "Named WaitGroups and RWMutexes that every process on the machine shares,\n"
-	       "served by gorod: Go's sync.WaitGroup and sync.RWMutex across processes.\n"
+	       "Goroutines, named WaitGroups and RWMutexes that every process on the machine\n"
+	       "shares, served by gorod: `go f()`, Go's sync.WaitGroup and sync.RWMutex\n"
+	       "across processes.\n"
 	       "\n"
 	       "Commands:\n");
 	for (size_t i = 0; i < ncommands; i++) {
@@ -887,8 +968,10 @@ static void print_help(const struct command *cmd)
 	}
 	printf("\nOptions:\n");
 	for (size_t i = 0; i < sizeof optdefs / sizeof optdefs[0]; i++)
-		print_opt(&optdefs[i], 17, true);
-	printf("\n"
+		if (optdefs[i].bit & OPT_GLOBAL)
+			print_opt(&optdefs[i], 22, true);
+	printf("\nEach command's own options: goroctl help COMMAND.\n"
+	       "\n"
 	       "Durations: 250ms, 2s, 1m, 1h; a plain number is seconds.\n"
 	       "\n"
 	       "Exit codes:\n"
@@ -896,7 +979,8 @@ static void print_help(const struct command *cmd)
 	       "  1  the operation failed    5  deadlock: waiting would never end\n"
 	       "  2  usage error             6  busy: --try found it held\n"
 	       "  3  gorod is not running\n"
-	       "lock exits with CMD's status once CMD ran (128+N when signal N killed it).\n"
+	       "lock exits with CMD's status once CMD ran (128+N when signal N killed it);\n"
+	       "wait with the task's (goroctl help wait).\n"
 	       "\n"
 	       "With --json, the output is one JSON object on stdout, e.g. {\"count\":3}, and\n"
 	       "a failure is {\"error\":\"ETIMEDOUT\",\"message\":\"...\"}.\n"
@@ -971,14 +1055,14 @@ static int parse_options(char **argv, int end, struct ctl *x, char **ops, int *n
 		}
 		o = find_opt(argv[i], &value);
 		if (!o)
-			return usage_error(x, "unknown option %s", argv[i]);
+			return ctl_usage_error(x, "unknown option %s", argv[i]);
 		if (o->arg && !value) {
 			if (i + 1 >= end)
-				return usage_error(x, "--%s needs a value (%s)", o->name, o->arg);
+				return ctl_usage_error(x, "--%s needs a value (%s)", o->name, o->arg);
 			value = argv[++i];
 		}
 		if (!o->arg && value)
-			return usage_error(x, "--%s takes no value", o->name);
+			return ctl_usage_error(x, "--%s takes no value", o->name);
 		if ((rc = apply_opt(x, o, value)) >= 0)
 			return rc;
 	}
@@ -994,20 +1078,23 @@ static int check_command(struct ctl *x, char **ops, int nops, char **rest, int n
 
 	for (size_t i = 0; i < sizeof optdefs / sizeof optdefs[0]; i++)
 		if (x->given & optdefs[i].bit & ~(OPT_GLOBAL | cmd->opts))
-			return usage_error(x, "--%s is not an option of `goroctl %s`",
+			return ctl_usage_error(x, "--%s is not an option of `goroctl %s`",
 					   optdefs[i].name, cmd->words);
-	if (cmd->runs_cmd) {
+	if (cmd->rest == REST_CMD) {
 		if (nops != 1 || nrest == 0)
-			return usage_error(x, "give the name, then -- and the command to run");
+			return ctl_usage_error(x, "give the name, then -- and the command to run");
 		x->argv_cmd = rest;
+	} else if (cmd->rest == REST_OWN) {
+		x->rest = nrest ? rest : NULL;
+		x->nrest = nrest;
 	} else {
 		for (int i = 0; i < nrest; i++)
 			ops[nops++] = rest[i];
 	}
 	if (nops < cmd->min_ops)
-		return usage_error(x, "too few arguments");
+		return ctl_usage_error(x, "too few arguments");
 	if (nops > cmd->max_ops)
-		return usage_error(x, "too many arguments ('%s')", ops[cmd->max_ops]);
+		return ctl_usage_error(x, "too many arguments ('%s')", ops[cmd->max_ops]);
 	x->ops = ops;
 	x->nops = nops;
 	return -1;
