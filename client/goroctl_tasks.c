@@ -722,12 +722,11 @@ static void lines_report(struct lines_run *run)
  * are unreported. Returns 0 or the connection's error. */
 static int lines_drain(struct lines_run *run, uint64_t keep)
 {
-	while (run->sent - run->reported > keep) {
-		int n = ctl_pump(run->x, -1);
+	for (lines_report(run); run->sent - run->reported > keep; lines_report(run)) {
+		int n = ctl_pump(run->x, -1); /* the head slot is in flight: a reply will come */
 
 		if (n < 0)
 			return n;
-		lines_report(run);
 	}
 	return 0;
 }
@@ -879,8 +878,11 @@ static int spawn_lines(struct ctl *x, const struct goro_spawn *tmpl)
 		return EXIT_FAILED;
 	}
 	err = lines_read(run);
-	if (err == 0)
-		err = lines_drain(run, 0);
+	if (err >= 0) { /* even after a failed read: report what was spawned */
+		int e = lines_drain(run, 0);
+
+		err = e < 0 ? e : err;
+	}
 	lines_report(run);
 	if (err < 0) {
 		fprintf(stderr, "goroctl: spawn --lines: %s; lines after %lu were not "
