@@ -38,13 +38,16 @@
  * most P commands at a time; default 2), cmd=PATH (the command, default
  * /bin/true; each run gets its index as its one argument, as xargs -n 1
  * gives it a line), window=W (goro_spawn, goro_rss: at most W requests
- * without a reply; default 4096), ms=MS (goro_rss: each sleep, default
+ * without a reply; default 4096), env=0|1 (goro_spawn: 1, the default,
+ * gives each command our environment and working directory, as goroctl
+ * does and as spawn_loop's children inherit them; 0 leaves gorod's
+ * defaults, PATH only and /), ms=MS (goro_rss: each sleep, default
  * 600000), timeout=S (give up after S seconds, default 120).
  *
  * Lines printed:
  *
  *	spawn_loop n= par= secs= jobs_per_s=
- *	goro_spawn n= par= secs= jobs_per_s= spawn_secs=
+ *	goro_spawn n= par= env= secs= jobs_per_s= spawn_secs=
  *	goro_rss n= rss_before= rss_parked= bytes_per_task= stats_rss=
  *	         stacks= stack_bytes= spawn_secs= spawns_per_s= park_secs=
  *	         kill_secs= rss_after_kill=
@@ -81,6 +84,7 @@ struct params {
 	const char *cmd;
 	long n, par, window;
 	long ms;
+	long env; /* goro_spawn: send our environment and working directory */
 	double timeout;
 };
 
@@ -114,7 +118,7 @@ static bool key_is(const char *arg, size_t klen, const char *key)
 static void parse_params(int argc, char **argv, bool rss, struct params *p)
 {
 	*p = (struct params){ .cmd = "/bin/true", .n = rss ? 100000 : 2000, .par = 2,
-			      .window = 4096, .ms = 600000, .timeout = 120 };
+			      .window = 4096, .ms = 600000, .timeout = 120, .env = 1 };
 	for (int i = 0; i < argc; i++) {
 		char *v = strchr(argv[i], '='), *end;
 		size_t klen;
@@ -138,6 +142,8 @@ static void parse_params(int argc, char **argv, bool rss, struct params *p)
 			p->par = strtol(v, &end, 10);
 		else if (key_is(argv[i], klen, "window"))
 			p->window = strtol(v, &end, 10);
+		else if (key_is(argv[i], klen, "env"))
+			p->env = strtol(v, &end, 10);
 		else if (key_is(argv[i], klen, "ms"))
 			p->ms = strtol(v, &end, 10);
 		else if (key_is(argv[i], klen, "timeout"))
@@ -148,9 +154,10 @@ static void parse_params(int argc, char **argv, bool rss, struct params *p)
 			usage();
 	}
 	if (p->n < 1 || p->n > 10000000 || p->par < 1 || p->par > 4096 || p->window < 1 ||
-	    p->ms < 1 || p->ms > INT32_MAX || p->timeout <= 0 || p->cmd[0] != '/') {
+	    p->ms < 1 || p->ms > INT32_MAX || p->timeout <= 0 || p->cmd[0] != '/' ||
+	    (p->env != 0 && p->env != 1)) {
 		fputs("task_bench: n is 1..10000000, par 1..4096, window >= 1, ms 1..2^31-1, "
-		      "timeout > 0, cmd an absolute path\n", stderr);
+		      "timeout > 0, cmd an absolute path, env 0 or 1\n", stderr);
 		exit(2);
 	}
 }
@@ -312,6 +319,8 @@ static void send_all(goro_client *c, struct batch *b, long n, long window,
 struct spawn_ctx {
 	const struct params *p;
 	char name[64]; /* the semaphore's and the WaitGroup's */
+	const char *const *env; /* NULL: gorod's default (PATH only) */
+	char cwd[4096];
 };
 
 static int send_exec(goro_client *c, long i, struct req *q, void *arg)
@@ -319,8 +328,8 @@ static int send_exec(goro_client *c, long i, struct req *q, void *arg)
 	struct spawn_ctx *x = arg;
 	char idx[24];
 	const char *argv[] = { x->p->cmd, idx, NULL };
-	struct goro_spawn s = { .argv = argv, .sem = x->name, .sem_capacity = x->p->par,
-				.wg = x->name };
+	struct goro_spawn s = { .argv = argv, .env = x->env, .cwd = x->env ? x->cwd : NULL,
+				.sem = x->name, .sem_capacity = x->p->par, .wg = x->name };
 
 	snprintf(idx, sizeof idx, "%ld", i);
 	return goro_send_spawn(c, &s, on_reply, q);
@@ -336,6 +345,11 @@ static void goro_spawn_run(const struct params *p)
 	double spawn_secs, secs;
 
 	snprintf(x.name, sizeof x.name, "task_bench.%d", (int)getpid());
+	if (p->env) {
+		x.env = (const char *const *)environ;
+		if (!getcwd(x.cwd, sizeof x.cwd))
+			die("getcwd: %s", strerror(errno));
+	}
 	gorod_check(c, goro_hello(c, "task_bench", NULL), "hello");
 	t0 = now_ns();
 	deadline = t0 + (int64_t)(p->timeout * 1e9);
@@ -354,8 +368,8 @@ static void goro_spawn_run(const struct params *p)
 	if (st.tasks != p->n || st.done != p->n || st.failed != 0)
 		die("the WaitGroup's round says tasks=%" PRId64 " done=%" PRId64 " failed=%"
 		    PRId64 ", not %ld done", st.tasks, st.done, st.failed, p->n);
-	printf("goro_spawn n=%ld par=%ld secs=%.4f jobs_per_s=%.0f spawn_secs=%.4f\n", p->n,
-	       p->par, secs, (double)p->n / secs, spawn_secs);
+	printf("goro_spawn n=%ld par=%ld env=%ld secs=%.4f jobs_per_s=%.0f spawn_secs=%.4f\n",
+	       p->n, p->par, p->env, secs, (double)p->n / secs, spawn_secs);
 	goro_close(c);
 }
 
