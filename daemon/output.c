@@ -134,10 +134,11 @@ static int drain_locked(struct task *t, struct outbuf *o, char *buf)
 	while (o->fd >= 0) {
 		ssize_t n = read(o->fd, buf, READ_CHUNK);
 		if (n > 0) {
+			/* Read on until EAGAIN, even after a short read: the
+			 * writer may have closed before this read, and that
+			 * raised no edge of its own to wait for. */
 			ring_put(o, buf, (size_t)n);
 			got += (size_t)n;
-			if ((size_t)n < READ_CHUNK)
-				break; /* a short read: the pipe is empty */
 			continue;
 		}
 		if (n < 0 && errno == EINTR)

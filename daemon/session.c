@@ -144,7 +144,6 @@ static void read_loop(struct session *s)
 		ssize_t n = read(s->fd, in + len, room);
 
 		if (n > 0) {
-			bool drained = (size_t)n < room; /* a short read: nothing left */
 			len += (size_t)n;
 			ssize_t used = handle_input(s, &u, in, len);
 			if (used < 0)
@@ -161,8 +160,12 @@ static void read_loop(struct session *s)
 				in = nin;
 				cap = ncap;
 			}
-			if (!drained)
-				continue;
+			/* Read again, until EAGAIN: a short read does not
+			 * prove the socket empty for edge-triggered waiting,
+			 * since a close by the peer before this read raised
+			 * no edge of its own, and waiting now would never
+			 * see the end of file. */
+			continue;
 		} else if (n == 0) {
 			break;
 		} else if (errno == EINTR) {
