@@ -233,19 +233,23 @@ int outbuf_pump_start(struct task *t, struct outbuf *o, int fd)
 	return rc;
 }
 
-int outbuf_read(const struct outbuf *o, uint64_t from, char **data, size_t *len,
-		uint64_t *start)
+int outbuf_read(const struct outbuf *o, uint64_t from, size_t max, bool tail, char **data,
+		size_t *len, uint64_t *start)
 {
 	uint64_t first = o->total - o->len;
 	size_t skip, n;
 	char *d;
 
+	if (tail && o->total - from > max)
+		from = o->total - max;
 	if (from < first)
 		from = first;
 	if (from > o->total)
 		from = o->total;
 	skip = (size_t)(from - first);
 	n = o->len - skip;
+	if (n > max)
+		n = max;
 	d = n ? malloc(n) : NULL;
 	if (n && !d)
 		return -ENOMEM;

@@ -77,10 +77,13 @@ int outbuf_pump_start(struct task *t, struct outbuf *o, int fd);
  * exited: all it wrote before exiting is then kept). */
 void outbuf_drain(struct task *t, struct outbuf *o);
 /* o->lock held (not names_lock): copies the kept bytes from offset `from`
- * (clamped to what is kept) into a malloc'd buffer; *start gets the offset
- * of its first byte. */
-int outbuf_read(const struct outbuf *o, uint64_t from, char **data, size_t *len,
-		uint64_t *start);
+ * (clamped to what is kept), at most max of them (tail: the last max), into
+ * a malloc'd buffer; *start gets the offset of its first byte. */
+int outbuf_read(const struct outbuf *o, uint64_t from, size_t max, bool tail, char **data,
+		size_t *len, uint64_t *start);
+
+/* The most output one reply carries (a reply must fit in a message). */
+#define OUTPUT_REPLY_MAX (960 * 1024)
 /* Bytes no longer kept. */
 static inline uint64_t outbuf_cut(const struct outbuf *o)
 {

@@ -520,12 +520,13 @@ struct logs_result {
 };
 
 /* Reads stream o of t from offset from (t referenced, no lock held). */
-static int read_logs(struct task *t, struct outbuf *o, uint64_t from, struct logs_result *lr)
+static int read_logs(struct task *t, struct outbuf *o, uint64_t from, bool tail,
+		     struct logs_result *lr)
 {
 	int rc;
 
 	rt_mutex_lock_nocancel(&o->lock);
-	rc = outbuf_read(o, from, &lr->data, &lr->len, &lr->from);
+	rc = outbuf_read(o, from, OUTPUT_REPLY_MAX, tail, &lr->data, &lr->len, &lr->from);
 	rt_mutex_unlock(&o->lock);
 	if (rc < 0)
 		return rc;
@@ -576,7 +577,7 @@ static void reply_logs(struct session *s, uint32_t msgid, struct task *t, int st
 		       uint64_t from, bool full, bool flush)
 {
 	struct logs_result lr = { 0 };
-	int rc = read_logs(t, &t->out[stream], from, &lr);
+	int rc = read_logs(t, &t->out[stream], from, !full, &lr);
 
 	if (rc < 0)
 		session_reply(s, msgid, rc, NULL, NULL, NULL, flush);

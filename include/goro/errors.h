@@ -45,6 +45,18 @@ extern "C" {
 	X(ETIMEDOUT, ETIMEDOUT, "timed out")                                  \
 	X(ECANCELED, ECANCELED, "operation canceled")                         \
 	X(EOWNERDEAD, EOWNERDEAD, "previous owner died")                      \
+	X(E2BIG, E2BIG, "argument list too long")                             \
+	X(ENOEXEC, ENOEXEC, "exec format error")                              \
+	X(ECHILD, ECHILD, "no child processes")                               \
+	X(ENOTDIR, ENOTDIR, "not a directory")                                \
+	X(EISDIR, EISDIR, "is a directory")                                   \
+	X(ENFILE, ENFILE, "too many open files in system")                    \
+	X(EMFILE, EMFILE, "too many open files")                              \
+	X(ETXTBSY, ETXTBSY, "text file busy")                                 \
+	X(ENOSPC, ENOSPC, "no space left on device")                          \
+	X(EPIPE, EPIPE, "broken pipe")                                        \
+	X(ELOOP, ELOOP, "too many levels of symbolic links")                  \
+	X(ENOTSUP, ENOTSUP, "operation not supported")                        \
 	X(ENOTRECOVERABLE, ENOTRECOVERABLE, "state not recoverable")
 
 /* Conditions without an errno of their own. Messages use Go's wording where
