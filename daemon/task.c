@@ -725,6 +725,46 @@ static void run_func(struct task *t)
 	rt_mutex_unlock(&names_lock);
 }
 
+/* ---- the built-in sleep, without a stack -------------------------------------------------- */
+
+/* The end of a `sleep` task: the goroutine starts over here, on a fresh
+ * stack, when its deadline passes or it is cancelled. */
+static void sleep_end(void *arg)
+{
+	struct task *t = arg;
+
+	rt_mutex_lock_nocancel(&names_lock);
+	if (t->cancelled)
+		t->state = t->timed_out ? TS_TIMEOUT : TS_KILLED;
+	else if (rt_now() < t->sleep_until)
+		t->state = TS_TIMEOUT; /* its timeout came first */
+	else
+		t->state = TS_EXITED;
+	task_ended(t);
+	task_unref(t);
+	rt_mutex_unlock(&names_lock);
+	rt_wg_done(&tasks_wg);
+}
+
+/* A func task running the built-in sleep with a good argument parks with
+ * no stack at all (rt_sleep_then): a sleeping task then costs its records
+ * (about 1 KiB), not a stack page, so 100,000 of them fit in ~100 MiB
+ * less than they would otherwise. Returns only when the argument is bad
+ * (the function itself then says why). */
+static void maybe_sleep_stackless(struct task *t)
+{
+	int64_t dl;
+
+	if (!t->fn->is_sleep || t->nargs != 1 || t->args[0].type != GORO_INT ||
+	    t->args[0].i < 0 || t->args[0].i > PROTO_MAX_TIMEOUT_MS)
+		return;
+	t->sleep_until = t->started_ns + t->args[0].i * 1000000;
+	dl = t->sleep_until;
+	if (t->timeout_ms > 0 && t->started_ns + t->timeout_ms * 1000000 < dl)
+		dl = t->started_ns + t->timeout_ms * 1000000;
+	rt_sleep_then(dl, sleep_end, t);
+}
+
 /* ---- the task goroutine ---------------------------------------------------------------- */
 
 /* names_lock held: waits for the after-tasks, the lock and the semaphore.
@@ -786,10 +826,12 @@ static void task_main(void *arg)
 		nwg_task_started(t->wg, strlen(t->wg));
 	rt_mutex_unlock(&names_lock);
 
-	if (t->func)
+	if (t->func) {
+		maybe_sleep_stackless(t);
 		run_func(t);
-	else
+	} else {
 		run_exec(t);
+	}
 
 	rt_mutex_lock_nocancel(&names_lock);
 	task_ended(t);

@@ -230,6 +230,7 @@ struct task {
 	char *result;            /* func: packed msgpack (owned), or NULL */
 	size_t result_len;
 	int64_t created_ns, started_ns, ended_ns; /* monotonic; 0: not yet */
+	int64_t sleep_until;     /* the built-in sleep: when it ends */
 	int64_t started_ms, ended_ms;   /* Unix time */
 
 	/* Waiting for it (PRIM_TASK) or for its output (PRIM_LOGS). */

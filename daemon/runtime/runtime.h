@@ -78,6 +78,14 @@ void rt_yield(void);
 /* Goroutine only: parks until the deadline. 0, or -ECANCELED. */
 int rt_sleep(int64_t deadline);
 
+/* Goroutine only: parks until the deadline (or a cancel) WITHOUT keeping
+ * a stack, then the same goroutine (same id) starts over at fn(arg) on a
+ * fresh stack. Never returns: everything on the stack is gone, so nothing
+ * may point into it. A parked goroutine costs its record then, not a
+ * stack page: what a million sleeping tasks need (Go's timers serve the
+ * same end). fn learns of a cancel through rt_cancelled(). */
+_Noreturn void rt_sleep_then(int64_t deadline, rt_fn fn, void *arg);
+
 /* The running goroutine's id, 0 when not on a goroutine. */
 uint64_t rt_self_id(void);
 

@@ -398,12 +398,20 @@ static _Noreturn void goexit(struct g *g)
 	rt_throw("dead goroutine %llu resumed", (unsigned long long)g->id);
 }
 
-/* Where every goroutine starts (through the trampoline of ctx_*.S). */
+/* Where every goroutine starts (through the trampoline of ctx_*.S), and
+ * where one that slept without a stack starts over (rt_sleep_then). */
 static void g_entry(void)
 {
 	ctx_entered();
 	after_switch_run();
 	struct g *g = sched_current_g();
+	if (atomic_load_explicit(&g->park_state, memory_order_relaxed) != PS_RUNNING) {
+		/* Woken from rt_sleep_then: what sched_park does after a park. */
+		atomic_store_explicit(&g->park_state, PS_RUNNING, memory_order_relaxed);
+		if (g->ev_armed)
+			netpoll_disarm(g);
+		atomic_store_explicit(&g->wait_reason, NULL, memory_order_relaxed);
+	}
 	g->fn(g->arg);
 	goexit(sched_current_g());
 }
@@ -558,6 +566,41 @@ int sched_park(struct park *pk)
 	r = g->wake_result;
 	errno_restore(g);
 	return r;
+}
+
+/* The after-switch note of rt_sleep_then: g is off its stack for good, so
+ * the stack goes back to the pool (the park, which lived on it, is read
+ * first), then the park is committed as any other; the wake starts g over
+ * in g_entry on a fresh stack. */
+static void park_restart_commit(struct g *g, void *arg)
+{
+	struct park pk = *(struct park *)arg;
+	struct p *p = sched_current_p();
+
+	ctx_release(&g->ctx);
+	stack_put(p, g->ctx.lo);
+	g->ctx.lo = NULL;
+	park_commit(g, &pk);
+}
+
+_Noreturn void rt_sleep_then(int64_t deadline, rt_fn fn, void *arg)
+{
+	struct p *p = sched_current_p();
+	struct g *g = p ? p->curg : NULL;
+	struct park pk = { .fd = -1, .deadline = deadline, .reason = "sleep" };
+
+	if (!g)
+		rt_throw("rt_sleep_then called outside a goroutine");
+	stack_check(g, NULL, true);
+	g->fn = fn;
+	g->arg = arg;
+	atomic_store_explicit(&g->ev_what, 0, memory_order_relaxed);
+	atomic_store_explicit(&g->wait_reason, pk.reason, memory_order_relaxed);
+	atomic_store_explicit(&g->wait_obj, NULL, memory_order_relaxed);
+	atomic_store_explicit(&g->status, RT_G_WAITING, memory_order_relaxed);
+	p->after = (struct after_switch){ park_restart_commit, g, &pk };
+	switch_away(p, g, true);
+	rt_throw("goroutine %llu resumed a stack it gave up", (unsigned long long)g->id);
 }
 
 /* The after-switch note of a yield: g is off its stack, queue it. */
