@@ -1329,7 +1329,8 @@ static int term_width(void)
 }
 
 /* The table, its columns as wide as their widest cell. */
-static void print_tasks(const struct goro_task_info *t, size_t n)
+/* Prints one page of tasks as a table (its header first, when header). */
+static void print_tasks(const struct goro_task_info *t, size_t n, bool header)
 {
 	int wid = 2, wstate = 5, wuid = 3, wage = 3, wblk = 0, width = term_width();
 	char buf[32], what[1024];
@@ -1349,10 +1350,13 @@ static void print_tasks(const struct goro_task_info *t, size_t n)
 	}
 	if (wblk && wblk < 10)
 		wblk = 10;
-	printf("%*s  %-*s  KIND  %*s  %*s  ", wid, "ID", wstate, "STATE", wuid, "UID", wage, "AGE");
-	if (wblk)
-		printf("%-*s  ", wblk, "BLOCKED ON");
-	puts("NAME/COMMAND");
+	if (header) {
+		printf("%*s  %-*s  KIND  %*s  %*s  ", wid, "ID", wstate, "STATE", wuid, "UID", wage,
+		       "AGE");
+		if (wblk)
+			printf("%-*s  ", wblk, "BLOCKED ON");
+		puts("NAME/COMMAND");
+	}
 	for (size_t i = 0; i < n; i++) {
 		int used = wid + wstate + 6 + wuid + wage + 8 + (wblk ? wblk + 2 : 0);
 
@@ -1379,18 +1383,49 @@ int ctl_ps(struct ctl *x)
 
 	if ((rc = ctl_connect(x)))
 		return rc;
+	uint64_t after = 0;
+	bool first = true;
+
+	/* gorod answers a page at a time: ask from the last id until empty. */
 	if (x->json) {
-		err = goro_ps_json(x->c, all, &json);
-		if (err < 0)
-			return ctl_fail(x, err, "ps", "");
-		puts(json);
-		free(json);
+		fputs("[", stdout);
+		for (;;) {
+			err = goro_ps_json(x->c, all, after, &json);
+			if (err < 0)
+				return ctl_fail(x, err, "ps", "");
+			size_t len = strlen(json);
+			bool empty = len <= 2;
+			if (!empty) {
+				/* The page's entries, without its brackets. */
+				printf("%s%.*s", first ? "" : ",", (int)(len - 2), json + 1);
+				first = false;
+				const char *last = strrchr(json, '{');
+				long long id;
+				if (!last || sscanf(last, "{\"id\":%lld", &id) != 1) {
+					free(json);
+					return ctl_fail(x, -EPROTO, "ps", "");
+				}
+				after = (uint64_t)id;
+			}
+			free(json);
+			if (empty)
+				break;
+		}
+		puts("]");
 		return EXIT_OK;
 	}
-	err = goro_ps(x->c, all, &t, &n);
-	if (err < 0)
-		return ctl_fail(x, err, "ps", "");
-	print_tasks(t, n);
-	free(t);
+	for (;;) {
+		err = goro_ps(x->c, all, after, &t, &n);
+		if (err < 0)
+			return ctl_fail(x, err, "ps", "");
+		if (n == 0)
+			break;
+		print_tasks(t, n, first);
+		first = false;
+		after = t[n - 1].id;
+		free(t);
+	}
+	if (first)
+		print_tasks(NULL, 0, true);
 	return EXIT_OK;
 }

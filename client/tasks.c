@@ -310,16 +310,21 @@ void client_pack_resume(msgpack_packer *pk, const struct client_call *a)
 	pack_id(pk, a, 0);
 }
 
-/* [{all?}] */
+/* [{all?, after?}]: the id field holds `after` */
 void client_pack_ps(msgpack_packer *pk, const struct client_call *a)
 {
-	if (!a->all) {
+	uint32_t n = (uint32_t)a->all + (a->id != 0);
+
+	if (!n) {
 		msgpack_pack_array(pk, 0);
 		return;
 	}
 	msgpack_pack_array(pk, 1);
-	msgpack_pack_map(pk, 1);
-	proto_pack_kv_bool(pk, "all", true);
+	msgpack_pack_map(pk, n);
+	if (a->all)
+		proto_pack_kv_bool(pk, "all", true);
+	if (a->id)
+		proto_pack_kv_u64(pk, "after", a->id);
 }
 
 /* [id, {stream?}] */
@@ -916,9 +921,9 @@ GORO_EXPORT int goro_resume(goro_client *c, uint64_t id)
 	return client_call_wait(c, PROTO_M_resume, &a, &r);
 }
 
-GORO_EXPORT int goro_ps_json(goro_client *c, bool all, char **json)
+GORO_EXPORT int goro_ps_json(goro_client *c, bool all, uint64_t after, char **json)
 {
-	struct client_call a = { .all = all, .timeout_ms = -1 };
+	struct client_call a = { .all = all, .id = after, .timeout_ms = -1 };
 	struct goro_reply r;
 	int err = client_call_wait(c, PROTO_M_ps, &a, &r);
 
@@ -932,9 +937,10 @@ GORO_EXPORT int goro_ps_json(goro_client *c, bool all, char **json)
 	return 0;
 }
 
-GORO_EXPORT int goro_ps(goro_client *c, bool all, struct goro_task_info **tasks, size_t *n)
+GORO_EXPORT int goro_ps(goro_client *c, bool all, uint64_t after,
+		    struct goro_task_info **tasks, size_t *n)
 {
-	struct client_call a = { .all = all, .timeout_ms = -1 };
+	struct client_call a = { .all = all, .id = after, .timeout_ms = -1 };
 	struct goro_reply r;
 	int err = client_call_wait(c, PROTO_M_ps, &a, &r);
 

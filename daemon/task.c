@@ -1072,10 +1072,14 @@ static void pack_ps_entry(msgpack_packer *pk, const struct task *t, int64_t now)
 		size_t n = 0;
 		while (t->argv[n])
 			n++;
+		/* A summary: ps is for people; wait and the spawner have it all. */
+		size_t shown = n > PS_ARGV_MAX ? PS_ARGV_MAX : n;
 		proto_pack_str(pk, "argv");
-		msgpack_pack_array(pk, n);
-		for (size_t i = 0; i < n; i++)
-			proto_pack_str(pk, t->argv[i]);
+		msgpack_pack_array(pk, shown);
+		for (size_t i = 0; i < shown; i++) {
+			size_t len = strlen(t->argv[i]);
+			proto_pack_strn(pk, t->argv[i], len > PS_ARG_MAX ? PS_ARG_MAX : len);
+		}
 	}
 	proto_pack_kv_i64(pk, "uid", t->uid);
 	if (pid)
@@ -1085,16 +1089,44 @@ static void pack_ps_entry(msgpack_packer *pk, const struct task *t, int64_t now)
 		proto_pack_kv_str(pk, "blocked_on", blocked);
 }
 
-void task_pack_ps(msgpack_packer *pk, bool all)
+/* The next task after id `after` in id order (live ones only, unless all),
+ * or NULL. The live list is in id order; finished tasks are found by id. */
+static struct task *ps_next(uint64_t after, bool all)
 {
-	int64_t now = rt_now();
+	if (!all) {
+		for (struct task *t = live_head; t; t = t->next)
+			if (t->id > after)
+				return t;
+		return NULL;
+	}
+	for (uint64_t id = after + 1; id <= task_ids; id++) {
+		struct task *t = task_find(id);
+		if (t)
+			return t;
+	}
+	return NULL;
+}
 
-	msgpack_pack_array(pk, nlive + (all ? nfin : 0));
-	if (all)
-		for (struct task *t = fin_head; t; t = t->next)
-			pack_ps_entry(pk, t, now);
-	for (struct task *t = live_head; t; t = t->next)
-		pack_ps_entry(pk, t, now);
+void task_pack_ps(msgpack_packer *pk, bool all, uint64_t after, size_t limit)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer tpk;
+	int64_t now = rt_now();
+	size_t n = 0;
+
+	/* Packed aside first, to stop at the size a reply may have and then
+	 * put the count in front. */
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&tpk, &sb, msgpack_sbuffer_write);
+	for (struct task *t = ps_next(after, all); t && n < limit && sb.size < PS_REPLY_BYTES;
+	     t = ps_next(t->id, all)) {
+		pack_ps_entry(&tpk, t, now);
+		n++;
+	}
+	msgpack_pack_array(pk, n);
+	if (sb.size)
+		pk->callback(pk->data, sb.data, sb.size);
+	msgpack_sbuffer_destroy(&sb);
 }
 
 void task_counts(struct task_counts *c)

@@ -291,8 +291,15 @@ void task_pack_outcome(msgpack_packer *pk, const struct task *t);
 void task_brief_of(const struct task *t, struct task_brief *b);
 bool task_succeeded(const struct task *t);
 
-/* names_lock held: packs ps's array. */
-void task_pack_ps(msgpack_packer *pk, bool all);
+/* names_lock held: packs ps's array: the tasks after id `after` in id
+ * order, live ones only unless all, at most limit of them and about
+ * PS_REPLY_BYTES (then the client asks again from the last id). */
+void task_pack_ps(msgpack_packer *pk, bool all, uint64_t after, size_t limit);
+#define PS_REPLY_BYTES (768 * 1024)
+#define PS_LIMIT_DEFAULT 1000
+#define PS_LIMIT_MAX 10000
+#define PS_ARGV_MAX 16   /* arguments shown per task */
+#define PS_ARG_MAX 256   /* bytes shown per argument */
 
 /* Counts for stats (names_lock held). */
 struct task_counts {

@@ -760,27 +760,39 @@ void rpc_resume(struct session *s, const struct proto_msg *m)
 
 /* ---- ps, wg.status ---------------------------------------------------------------------------- */
 
+struct ps_args {
+	bool all;
+	int64_t after, limit;
+};
+
 static void pack_ps(msgpack_packer *pk, void *arg)
 {
+	struct ps_args *a = arg;
+
 	rt_mutex_lock_nocancel(&names_lock);
-	task_pack_ps(pk, *(bool *)arg);
+	task_pack_ps(pk, a->all, (uint64_t)a->after, (size_t)a->limit);
 	rt_mutex_unlock(&names_lock);
 }
 
 void rpc_ps(struct session *s, const struct proto_msg *m)
 {
-	static const char *const allowed[] = { "all", NULL };
+	static const char *const allowed[] = { "all", "after", "limit", NULL };
 	const msgpack_object *opts, *o;
 	const char *why = NULL;
-	bool all = false;
+	struct ps_args a = { false, 0, PS_LIMIT_DEFAULT };
 
 	if (proto_options(&m->params, 0, allowed, &opts, &why) < 0 ||
 	    ((o = proto_opt(opts, "all")) && o->type != MSGPACK_OBJECT_NIL &&
-	     proto_get_bool(o, &all) < 0)) {
-		reply_err(s, m, -EINVAL, why ? why : "all must be true or false");
+	     proto_get_bool(o, &a.all) < 0) ||
+	    ((o = proto_opt(opts, "after")) && o->type != MSGPACK_OBJECT_NIL &&
+	     (proto_get_i64(o, &a.after) < 0 || a.after < 0)) ||
+	    ((o = proto_opt(opts, "limit")) && o->type != MSGPACK_OBJECT_NIL &&
+	     (proto_get_i64(o, &a.limit) < 0 || a.limit < 1 || a.limit > PS_LIMIT_MAX))) {
+		reply_err(s, m, -EINVAL,
+			  why ? why : "ps options: all (bool), after (a task id), limit (1 to 10000)");
 		return;
 	}
-	session_reply(s, m->msgid, 0, NULL, pack_ps, &all, false);
+	session_reply(s, m->msgid, 0, NULL, pack_ps, &a, false);
 }
 
 struct wg_status {

@@ -48,7 +48,7 @@
 	  "stop a command task's process group (SIGSTOP)")                      \
 	X(resume, "resume", 0, "[id]", "{}",                                    \
 	  "continue a paused task (SIGCONT)")                                   \
-	X(ps, "ps", 0, "[{all?}]", "[{id, state, kind, ...}, ..]",              \
+	X(ps, "ps", 0, "[{all?, after?, limit?}]", "[{id, state, kind, ...}, ..]", \
 	  "the tasks queued or running (all: finished ones too)")               \
 	X(logs, "logs", 0, "[id, {stream?}]", "bin",                            \
 	  "what a task wrote to stdout (or stderr), as kept")                   \

@@ -324,9 +324,12 @@ GORO_EXPORT int goro_kill(goro_client *c, uint64_t id, int sig);
 GORO_EXPORT int goro_pause(goro_client *c, uint64_t id);
 GORO_EXPORT int goro_resume(goro_client *c, uint64_t id);
 
-/* The tasks (all: the finished ones kept too) as JSON text (an array of
- * PROTOCOL.md's ps entries) in *json, which the caller frees. */
-GORO_EXPORT int goro_ps_json(goro_client *c, bool all, char **json);
+/* The tasks (all: the finished ones kept too) with ids above `after`, in
+ * id order, as JSON text (an array of PROTOCOL.md's ps entries) in *json,
+ * which the caller frees. One call returns one page (up to 1000 tasks): to
+ * list them all, call again with after = the last id, until the array is
+ * empty. */
+GORO_EXPORT int goro_ps_json(goro_client *c, bool all, uint64_t after, char **json);
 
 /* One task as ps shows it (goro_ps). Strings are NUL-terminated (a NUL
  * byte from gorod ends them early). */
@@ -342,11 +345,11 @@ struct goro_task_info {
 	const char *blocked_on;  /* queued: what it waits for ("lock db"), or NULL */
 };
 
-/* goro_ps_json() as C structs: *tasks gets an array of *n entries, oldest
- * first, in one malloc'd block (the strings too) that the caller frees
- * with free(). *tasks is NULL when *n is 0. */
-GORO_EXPORT int goro_ps(goro_client *c, bool all, struct goro_task_info **tasks,
-			size_t *n);
+/* goro_ps_json() as C structs: *tasks gets an array of *n entries, in id
+ * order, in one malloc'd block (the strings too) that the caller frees
+ * with free(). *tasks is NULL when *n is 0 (the last page). */
+GORO_EXPORT int goro_ps(goro_client *c, bool all, uint64_t after,
+			struct goro_task_info **tasks, size_t *n);
 
 /* Which output stream of a task. */
 enum goro_stream {
