@@ -13,9 +13,11 @@
  * lock, no malloc, no glibc wrapper that talks to other threads (setuid()
  * would signal gorod's threads). Everything it needs (the candidate paths
  * of argv[0] along PATH, the argv and envp arrays) is prepared before.
- * If exec fails, the child writes errno into a close-on-exec pipe and
- * exits 127; the parent reads the pipe after vfork returns: end of file
- * means exec succeeded.
+ * If exec fails, the child writes errno into the parent's memory (which it
+ * shares until it exits) and exits 127; the parent reads it after vfork
+ * returns. (Under ThreadSanitizer vfork is a fork, so there the report
+ * goes through a close-on-exec pipe instead: end of file means exec
+ * succeeded.)
  *
  * Reaping. gorod is a child subreaper (PR_SET_CHILD_SUBREAPER), so the
  * processes a task leaves behind when its main process exits become
@@ -203,9 +205,17 @@ enum { STEP_SETUP, STEP_CHDIR, STEP_CREDS, STEP_EXEC };
 static const char *const step_names[] = { "setting up the process", "changing to the working directory",
 					   "switching to the client's user", "running the program" };
 
+/* How the child tells the parent that exec failed. Under vfork it shares
+ * the parent's memory and writes the parent's struct; under
+ * ThreadSanitizer, whose vfork is a fork, it writes into a pipe. */
+struct child_report {
+	volatile struct child_err *ce; /* the parent's */
+	int fd;                        /* the pipe's write end, or -1 */
+};
+
 /* Runs in the vfork child: raw system calls only (see the top). */
 static __attribute__((noreturn)) void child(const struct exec_spec *sp, char *const *paths,
-					    int errfd)
+					    const struct child_report *rep)
 {
 	struct ksigaction dfl = { .handler = SIG_DFL };
 	uint64_t none = 0;
@@ -246,7 +256,10 @@ static __attribute__((noreturn)) void child(const struct exec_spec *sp, char *co
 		errno = EACCES;
 fail:
 	ce.err = errno;
-	syscall(SYS_write, errfd, &ce, sizeof ce);
+	rep->ce->step = ce.step;
+	rep->ce->err = ce.err;
+	if (rep->fd >= 0)
+		syscall(SYS_write, rep->fd, &ce, sizeof ce);
 	syscall(SYS_exit_group, 127);
 	__builtin_unreachable();
 }
@@ -309,41 +322,45 @@ static char **candidate_paths(const char *argv0, char *const *envp)
 /* vfork in a function of its own, so that no local of the caller lives
  * in a register the child could clobber. Returns the pid or -1 (errno). */
 static __attribute__((noinline)) pid_t vfork_child(const struct exec_spec *sp, char *const *paths,
-						   int errfd)
+						   const struct child_report *rep)
 {
 	pid_t pid = vfork();
 
 	if (pid == 0)
-		child(sp, paths, errfd);
+		child(sp, paths, rep);
 	return pid;
 }
 
 int proc_start(struct proc *p, const struct exec_spec *sp, const char **why)
 {
 	char **paths = candidate_paths(sp->argv[0], sp->envp);
-	struct child_err ce = { 0, 0 };
-	int errp[2], slot;
+	volatile struct child_err ce = { 0, 0 };
+	struct child_report rep = { &ce, -1 };
+	int errp[2] = { -1, -1 }, slot;
 	uint64_t ticket;
 	pid_t pid;
-	ssize_t n;
 
 	*why = NULL;
 	if (!paths)
 		return -ENOMEM;
+#ifdef GORO_TSAN
 	if (pipe2(errp, O_CLOEXEC) < 0) {
 		free(paths);
 		*why = step_names[STEP_SETUP];
 		return -errno;
 	}
+	rep.fd = errp[1];
+#endif
 	rt_spin_lock(&procs_lock);
 	ticket = ++tickets;
 	slot = ninflight++;
 	inflight[slot] = ticket;
 	rt_spin_unlock(&procs_lock);
 
-	pid = vfork_child(sp, paths, errp[1]);
+	pid = vfork_child(sp, paths, &rep);
 	int verr = errno;
-	close(errp[1]);
+	if (errp[1] >= 0)
+		close(errp[1]);
 
 	rt_spin_lock(&procs_lock);
 	for (int i = 0; i < ninflight; i++) {
@@ -372,18 +389,25 @@ int proc_start(struct proc *p, const struct exec_spec *sp, const char **why)
 	rt_spin_unlock(&procs_lock);
 	free(paths);
 
-	if (pid < 0) {
+	if (errp[0] >= 0) {
+		struct child_err pc = { 0, 0 };
+		ssize_t n;
+		if (pid > 0) {
+			do
+				n = read(errp[0], &pc, sizeof pc);
+			while (n < 0 && errno == EINTR);
+			if (n == (ssize_t)sizeof pc)
+				ce = pc;
+		}
 		close(errp[0]);
+	}
+	if (pid < 0) {
 		*why = step_names[STEP_SETUP];
 		return -verr;
 	}
-	do
-		n = read(errp[0], &ce, sizeof ce);
-	while (n < 0 && errno == EINTR);
-	close(errp[0]);
-	if (n == (ssize_t)sizeof ce) {
-		*why = step_names[ce.step < STEP_EXEC + 1 ? ce.step : STEP_SETUP];
-		return -(ce.err ? ce.err : EIO);
+	if (ce.err) {
+		*why = step_names[ce.step <= STEP_EXEC ? ce.step : STEP_SETUP];
+		return -ce.err;
 	}
 	return 0;
 }

@@ -295,7 +295,7 @@ void session_serve(void *arg)
 		s->uid = cred.uid;
 		s->gid = cred.gid;
 	}
-	if (geteuid() == 0 && s->uid != 0)
+	if (gorod_euid == 0 && s->uid != 0)
 		peer_groups(s);
 	s->started_ns = rt_now();
 	msgpack_sbuffer_init(&s->out);

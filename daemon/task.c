@@ -479,10 +479,10 @@ static void stdin_main(void *arg)
 	rt_wg_done(&tasks_wg);
 }
 
+/* A new pipe end has no other status flags: set O_NONBLOCK alone. */
 static int nonblock(int fd)
 {
-	int fl = fcntl(fd, F_GETFL);
-	return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ? -errno : 0;
+	return fcntl(fd, F_SETFL, O_NONBLOCK) < 0 ? -errno : 0;
 }
 
 /* Sets the failed outcome for an error of gorod's own (names_lock not held). */
@@ -510,7 +510,7 @@ static void run_exec(struct task *t)
 	int out[2] = { -1, -1 }, err[2] = { -1, -1 }, in[2] = { -1, -1 };
 	struct exec_spec sp = {
 		.argv = t->argv, .envp = t->envp, .cwd = t->cwd ? t->cwd : "/",
-		.as_client = geteuid() == 0 && t->uid != 0,
+		.as_client = gorod_euid == 0 && t->uid != 0,
 		.uid = t->uid, .gid = t->gid, .groups = t->groups, .ngroups = t->ngroups,
 	};
 	const char *why;
@@ -1143,8 +1143,11 @@ void task_counts(struct task_counts *c)
 		c->by_state[i] = ended_by_state[i];
 }
 
+uid_t gorod_euid;
+
 int tasks_init(void)
 {
+	gorod_euid = geteuid();
 	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 	return devnull < 0 ? -errno : 0;
 }

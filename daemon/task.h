@@ -314,6 +314,9 @@ void task_counts(struct task_counts *c);
 void tasks_stop_start(void);
 int tasks_stop_wait(int64_t deadline);
 int tasks_init(void);
+
+/* gorod's effective uid, read once at start (tasks_init). */
+extern uid_t gorod_euid;
 extern struct rt_wg tasks_wg;
 
 /* names_lock held: the task as a holder (its party session), made on

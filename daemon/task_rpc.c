@@ -269,11 +269,11 @@ static int spawn_exec(struct session *s, const msgpack_object *spec, const msgpa
 	static char msg[160];
 	int rc;
 
-	if (geteuid() != 0 && s->uid != geteuid()) {
+	if (gorod_euid != 0 && s->uid != gorod_euid) {
 		snprintf(msg, sizeof msg,
 			 "gorod runs as uid %u and runs commands only for that user (uid %u asked); "
 			 "a system gorod runs as root",
-			 (unsigned)geteuid(), (unsigned)s->uid);
+			 (unsigned)gorod_euid, (unsigned)s->uid);
 		*why = msg;
 		return -EPERM;
 	}
@@ -303,7 +303,7 @@ static int spawn_exec(struct session *s, const msgpack_object *spec, const msgpa
 			return -ENOMEM;
 		t->stdin_len = len;
 	}
-	if (geteuid() == 0 && s->ngroups) {
+	if (gorod_euid == 0 && s->ngroups) {
 		if (!(t->groups = malloc(s->ngroups * sizeof *t->groups)))
 			return -ENOMEM;
 		memcpy(t->groups, s->groups, s->ngroups * sizeof *t->groups);
