@@ -10,8 +10,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,9 +195,9 @@ static void remove_dir(const char *dir)
 }
 
 /* In the child: gorod with NOTIFY_SOCKET=notify, output to the log, a
- * clean signal state. Does not return. */
+ * clean signal state, as user uid (unless it is -1). Does not return. */
 static void exec_gorod(const struct harness *h, const char *bin, const char *notify,
-		       const char *const *args)
+		       const char *const *args, uid_t uid, gid_t gid)
 {
 	const char *argv[32] = { bin, "--socket", h->sock };
 	int n = 3, fd;
@@ -223,6 +225,11 @@ static void exec_gorod(const struct harness *h, const char *bin, const char *not
 	setenv("NOTIFY_SOCKET", notify, 1);
 	unsetenv("LISTEN_FDS");
 	unsetenv("LISTEN_PID");
+	if (uid != (uid_t)-1 &&
+	    (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0)) {
+		fprintf(stderr, "harness: cannot become uid %d: %s\n", (int)uid, strerror(errno));
+		_exit(126);
+	}
 	execv(bin, (char *const *)argv);
 	fprintf(stderr, "harness: cannot run %s: %s\n", bin, strerror(errno));
 	_exit(127);
@@ -279,6 +286,12 @@ static int wait_ready(struct harness *h, int nfd, int timeout_ms)
 
 int harness_start(struct harness *h, const char *const *args, int timeout_ms)
 {
+	return harness_start_as(h, args, timeout_ms, (uid_t)-1, (gid_t)-1);
+}
+
+int harness_start_as(struct harness *h, const char *const *args, int timeout_ms,
+		     uid_t uid, gid_t gid)
+{
 	const char *bin = getenv("GOROD"), *tmp = getenv("TMPDIR");
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int nfd = -1, r;
@@ -312,6 +325,12 @@ int harness_start(struct harness *h, const char *const *args, int timeout_ms)
 		diag("harness: the notify socket %s: %s", sa.sun_path, strerror(errno));
 		goto fail;
 	}
+	if (uid != (uid_t)-1 &&
+	    (chown(h->dir, uid, gid) < 0 || chown(sa.sun_path, uid, gid) < 0)) {
+		r = -errno;
+		diag("harness: chown %s to uid %d: %s", h->dir, (int)uid, strerror(errno));
+		goto fail;
+	}
 	fflush(NULL);
 	h->pid = fork();
 	if (h->pid < 0) {
@@ -321,7 +340,7 @@ int harness_start(struct harness *h, const char *const *args, int timeout_ms)
 		goto fail;
 	}
 	if (h->pid == 0)
-		exec_gorod(h, bin, sa.sun_path, args);
+		exec_gorod(h, bin, sa.sun_path, args, uid, gid);
 	r = wait_ready(h, nfd, timeout_ms);
 	close(nfd);
 	nfd = -1;
@@ -360,6 +379,18 @@ int harness_stop(struct harness *h, int timeout_ms)
 	if (r != 0)
 		harness_dump_log(h, 60);
 	return r;
+}
+
+bool harness_alive(struct harness *h)
+{
+	if (h->pid <= 0)
+		return false;
+	if (waitpid(h->pid, &h->status, WNOHANG) != h->pid)
+		return true;
+	h->pid = 0;
+	diag("harness: gorod exited (wait status %#x)", h->status);
+	harness_dump_log(h, 120);
+	return false;
 }
 
 long harness_rss_kb(const struct harness *h)
@@ -480,12 +511,19 @@ int harness_json_int(const char *json, const char *key, long long *v)
 
 int harness_stat(goro_client *c, const char *key, long long *v)
 {
-	char *json;
+	const char *dot = strchr(key, '.'), *in;
+	char *json, section[64];
 	int r = goro_stats_json(c, &json);
 
 	if (r < 0)
 		return r;
-	r = harness_json_int(json, key, v);
+	in = json;
+	if (dot) { /* "tasks.live": the key inside the object "tasks" */
+		snprintf(section, sizeof section, "\"%.*s\":{", (int)(dot - key), key);
+		in = strstr(json, section);
+		key = dot + 1;
+	}
+	r = in ? harness_json_int(in, key, v) : -ENOENT;
 	free(json);
 	return r;
 }
@@ -512,4 +550,317 @@ int harness_wait_stat(goro_client *c, const char *key, long long want, int timeo
 	}
 	diag("harness: stats %s stayed %lld, not %lld, for %d ms", key, v, want, timeout_ms);
 	return -ETIMEDOUT;
+}
+
+bool harness_wanted(const char *name, int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], name) == 0)
+			return true;
+	return argc < 2;
+}
+
+/* ---- tasks --------------------------------------------------------------------------- */
+
+ssize_t harness_logs(goro_client *c, uint64_t id, enum goro_stream stream, char *buf,
+		     size_t size, uint64_t *cut, int timeout_ms)
+{
+	uint64_t from = 0, skipped = 0;
+	size_t len = 0;
+	bool eof = false;
+
+	if (size)
+		buf[0] = '\0';
+	while (!eof) {
+		struct goro_logs l = { 0 };
+		int r = goro_logs_read(c, id, stream, from, timeout_ms, &l);
+
+		if (r < 0) {
+			diag("harness: logs.read %llu: %s: %s", (unsigned long long)id,
+			     goro_err_name(r), goro_last_error(c));
+			return r;
+		}
+		skipped += l.cut;
+		for (size_t j = 0; j < l.len && len + 1 < size; j++)
+			buf[len++] = ((char *)l.data)[j];
+		if (size)
+			buf[len] = '\0';
+		free(l.data);
+		if (l.len == 0 && !l.eof && l.next == from) {
+			diag("harness: logs.read %llu: nothing new in %d ms", (unsigned long long)id,
+			     timeout_ms);
+			return -ETIMEDOUT;
+		}
+		from = l.next;
+		eof = l.eof;
+	}
+	if (cut)
+		*cut = skipped;
+	return (ssize_t)len;
+}
+
+int harness_ps_entry(goro_client *c, uint64_t id, char *buf, size_t size)
+{
+	char *json = NULL;
+	int r = goro_ps_json(c, true, id - 1, &json);
+
+	if (r < 0) {
+		diag("harness: ps: %s: %s", goro_err_name(r), goro_last_error(c));
+		return r;
+	}
+	r = harness_json_object(json, id, buf, size);
+	if (r < 0)
+		diag("harness: task %llu is not in ps: %.2000s", (unsigned long long)id, json);
+	free(json);
+	return r;
+}
+
+void harness_check_nothing_left(goro_client *c, long long goroutines, int timeout_ms)
+{
+	char *json = NULL;
+	long long v = -1;
+
+	is(goro_ps_json(c, false, 0, &json), 0, "the end: ps");
+	if (json && !is_str(json, "[]", "the end: no task is queued or running"))
+		diag("ps: %.2000s", json);
+	free(json);
+	is(harness_wait_stat(c, "tasks.live", 0, timeout_ms), 0, "the end: stats: no task lives");
+	is(harness_wait_stat(c, "sessions_count", 1, timeout_ms), 0,
+	   "the end: every other session has ended");
+	is(harness_wait_stat(c, "goroutines.live", goroutines, timeout_ms), 0,
+	   "the end: gorod is back to its %lld goroutines", goroutines);
+	is(harness_stat(c, "primitives.mutexes", &v), 0, "the end: stats");
+	is(v, 0, "the end: no mutex is held or remembered");
+	is(harness_stat(c, "primitives.semaphores", &v), 0, "the end: stats");
+	is(v, 0, "the end: no semaphore either");
+}
+
+/* ---- running a command ------------------------------------------------------------ */
+
+/* In the child of harness_run(): the pipes onto 0, 1, 2 (/dev/null for
+ * a missing stdin or stdout, the test's stderr for a missing stderr),
+ * then argv. */
+static _Noreturn void exec_cmd(const char *const *argv, int in, int out, int err)
+{
+	int null = open("/dev/null", O_RDWR);
+
+	dup2(in >= 0 ? in : null, STDIN_FILENO);
+	dup2(out >= 0 ? out : null, STDOUT_FILENO); /* never into the TAP stream */
+	if (err >= 0)
+		dup2(err, STDERR_FILENO);
+	signal(SIGPIPE, SIG_DFL);
+	execvp(argv[0], (char *const *)argv);
+	_exit(127);
+}
+
+/* Appends what fd has to buf[*len..size-1) (the rest is read and dropped).
+ * Returns false once fd is at its end (or broken). */
+static bool drain(int fd, char *buf, size_t size, size_t *len)
+{
+	char tmp[4096];
+	ssize_t n = read(fd, tmp, sizeof tmp);
+
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return true;
+	if (n <= 0)
+		return false;
+	for (ssize_t i = 0; i < n && *len + 1 < size; i++)
+		buf[(*len)++] = tmp[i];
+	return true;
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+int harness_run(const char *const *argv, const void *in, size_t inlen, char *out,
+		size_t size, char *err, size_t esize, int timeout_ms)
+{
+	int64_t deadline = harness_now_ms() + timeout_ms;
+	int pin[2] = { -1, -1 }, pout[2] = { -1, -1 }, perr[2] = { -1, -1 };
+	size_t olen = 0, elen = 0, inoff = 0;
+	int st = 0, r;
+	pid_t pid;
+
+	if ((in && pipe2(pin, O_CLOEXEC) < 0) || (out && pipe2(pout, O_CLOEXEC) < 0) ||
+	    (err && pipe2(perr, O_CLOEXEC) < 0)) {
+		r = -errno;
+		goto out;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (pid == 0)
+		exec_cmd(argv, pin[0], pout[1], perr[1]);
+	close_fd(&pin[0]);
+	close_fd(&pout[1]);
+	close_fd(&perr[1]);
+	if (pin[1] >= 0) {
+		fcntl(pin[1], F_SETFL, O_NONBLOCK);
+		if (inlen == 0)
+			close_fd(&pin[1]);
+	}
+	/* Feed stdin and read stdout and stderr until both are at their end. */
+	while (pin[1] >= 0 || pout[0] >= 0 || perr[0] >= 0) {
+		struct pollfd p[3] = { { .fd = pin[1], .events = POLLOUT },
+				       { .fd = pout[0], .events = POLLIN },
+				       { .fd = perr[0], .events = POLLIN } };
+		int n = poll(p, 3, ms_left(deadline));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (p[0].revents & (POLLOUT | POLLERR | POLLHUP)) {
+			ssize_t w = write(pin[1], (const char *)in + inoff, inlen - inoff);
+
+			if (w > 0)
+				inoff += (size_t)w;
+			if ((w < 0 && errno != EAGAIN && errno != EINTR) || inoff == inlen)
+				close_fd(&pin[1]);
+		}
+		if ((p[1].revents & (POLLIN | POLLHUP | POLLERR)) &&
+		    !drain(pout[0], out, size, &olen))
+			close_fd(&pout[0]);
+		if ((p[2].revents & (POLLIN | POLLHUP | POLLERR)) &&
+		    !drain(perr[0], err, esize, &elen))
+			close_fd(&perr[0]);
+	}
+	r = harness_wait_pid(pid, ms_left(deadline), &st);
+	if (r == -ETIMEDOUT) {
+		harness_kill_all(&pid, 1);
+		goto out;
+	}
+	if (r == 0)
+		r = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+out:
+	if (out && size)
+		out[olen] = '\0';
+	if (err && esize)
+		err[elen] = '\0';
+	close_fd(&pin[0]);
+	close_fd(&pin[1]);
+	close_fd(&pout[0]);
+	close_fd(&pout[1]);
+	close_fd(&perr[0]);
+	close_fd(&perr[1]);
+	return r;
+}
+
+int harness_ctl(const char *sock, const void *in, size_t inlen, char *out, size_t size,
+		char *err, size_t esize, int timeout_ms, ...)
+{
+	const char *argv[64] = { getenv("GOROCTL"), "--socket", sock };
+	const char *a;
+	va_list ap;
+	int n = 3;
+
+	if (!argv[0] || !*argv[0])
+		return -ENOENT;
+	va_start(ap, timeout_ms);
+	while ((a = va_arg(ap, const char *)) && n < 63)
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	return harness_run(argv, in, inlen, out, size, err, esize, timeout_ms);
+}
+
+/* ---- reading JSON text ------------------------------------------------------------- */
+
+int harness_json_str(const char *json, const char *key, char *buf, size_t size)
+{
+	char pat[128];
+	const char *p;
+	size_t n = 0;
+
+	snprintf(pat, sizeof pat, "\"%s\":\"", key);
+	p = strstr(json, pat);
+	if (!p || size == 0)
+		return -ENOENT;
+	for (p += strlen(pat); *p && *p != '"'; p++) {
+		if (*p == '\\' && p[1])
+			p++;
+		if (n + 1 < size)
+			buf[n++] = *p;
+	}
+	buf[n] = '\0';
+	return *p == '"' ? 0 : -ENOENT;
+}
+
+/* The end of the JSON value (an object or array) that starts at p: the
+ * character after its closing bracket, or NULL when it does not close. */
+static const char *json_skip(const char *p)
+{
+	int depth = 0;
+	bool in_str = false;
+
+	for (; *p; p++) {
+		if (in_str) {
+			if (*p == '\\' && p[1])
+				p++;
+			else if (*p == '"')
+				in_str = false;
+		} else if (*p == '"') {
+			in_str = true;
+		} else if (*p == '{' || *p == '[') {
+			depth++;
+		} else if (*p == '}' || *p == ']') {
+			if (--depth == 0)
+				return p + 1;
+		}
+	}
+	return NULL;
+}
+
+/* Whether p (at a '"' outside strings) is the key "id" with value id. */
+static bool is_id_key(const char *p, unsigned long long id)
+{
+	char *end;
+
+	if (strncmp(p, "\"id\":", 5) != 0)
+		return false;
+	errno = 0;
+	if (strtoull(p + 5, &end, 10) != id || errno || end == p + 5)
+		return false;
+	return *end == ',' || *end == '}';
+}
+
+int harness_json_object(const char *json, unsigned long long id, char *buf, size_t size)
+{
+	const char *open[64];
+	int depth = 0;
+	bool in_str = false;
+
+	for (const char *p = json; *p; p++) {
+		if (in_str) {
+			if (*p == '\\' && p[1])
+				p++;
+			else if (*p == '"')
+				in_str = false;
+		} else if (*p == '"') {
+			if (depth > 0 && open[depth - 1][0] == '{' && is_id_key(p, id)) {
+				const char *end = json_skip(open[depth - 1]);
+
+				if (!end || size == 0)
+					return -ENOENT;
+				snprintf(buf, size, "%.*s", (int)(end - open[depth - 1]),
+					 open[depth - 1]);
+				return 0;
+			}
+			in_str = true;
+		} else if (*p == '{' || *p == '[') {
+			if (depth == 64)
+				return -ENOENT;
+			open[depth++] = p;
+		} else if ((*p == '}' || *p == ']') && depth > 0) {
+			depth--;
+		}
+	}
+	return -ENOENT;
 }

@@ -16,8 +16,10 @@
  * Besides, small helpers every end-to-end test needs: waiting for a child
  * process or a byte on a pipe with a deadline, reading a number out of
  * gorod's stats, and polling the stats until gorod reaches a state that it
- * has no event for (a session it has noticed ended). Every wait here has a
- * timeout; none is a sleep standing in for an event.
+ * has no event for (a session it has noticed ended); for the task tests,
+ * running goroctl with its output captured, a task's whole output, its ps
+ * entry, the checks that end each test. Every wait here has a timeout;
+ * none is a sleep standing in for an event.
  *
  * The harness prints through tap.h's diag(), so only the test's main
  * process may call it (not its forked children). */
@@ -47,11 +49,23 @@ struct harness {
  * $GOROD is not set. */
 int harness_start(struct harness *h, const char *const *args, int timeout_ms);
 
+/* harness_start() with gorod running as user uid, group gid (no
+ * supplementary groups); the test must be root. The temporary directory
+ * and the notify socket are handed to that user, so that gorod can make
+ * its socket and say READY=1. */
+int harness_start_as(struct harness *h, const char *const *args, int timeout_ms,
+		     uid_t uid, gid_t gid);
+
 /* Sends gorod SIGTERM and waits at most timeout_ms for it to exit. Returns
  * its exit status (0..255), 128+N when signal N killed it, or -ETIMEDOUT
  * (it is then killed with SIGKILL and reaped). Prints the end of its log
  * when the outcome is not 0. */
 int harness_stop(struct harness *h, int timeout_ms);
+
+/* Whether gorod still runs; if it has exited, reaps it (h->status) and
+ * prints the end of its log. A test checks between its parts, so that a
+ * crash is reported as one, not as every assertion after it. */
+bool harness_alive(struct harness *h);
 
 /* gorod's resident memory from /proc/PID/status (VmRSS), in kB; -1 when
  * it cannot be read. */
@@ -101,7 +115,8 @@ int harness_process_until(goro_client *c, const bool *flag, int timeout_ms);
 int harness_json_int(const char *json, const char *key, long long *v);
 
 /* The stats value key (an integer, as for harness_json_int) over client
- * c. Returns 0 or a negative code. */
+ * c; "section.key" names the key inside the object section (the first
+ * one: "tasks.live", "goroutines.live"). Returns 0 or a negative code. */
 int harness_stat(goro_client *c, const char *key, long long *v);
 
 /* Asks c for gorod's stats until the integer key equals want, for at most
@@ -109,5 +124,61 @@ int harness_stat(goro_client *c, const char *key, long long *v);
  * session end); between asks it pauses briefly, growing to 20 ms. Returns
  * 0, or -ETIMEDOUT (having said with diag what the value was). */
 int harness_wait_stat(goro_client *c, const char *key, long long want, int timeout_ms);
+
+/* Whether the part of a test program called name should run: it is one
+ * of argv[1..argc), or no part is named (`test_tasks wg sem` runs those
+ * two parts only, for debugging). */
+bool harness_wanted(const char *name, int argc, char **argv);
+
+/* ---- tasks --------------------------------------------------------------------- */
+
+/* Reads what gorod keeps of task id's stream, from its start to its end
+ * (logs.read until eof, waiting at most timeout_ms for each piece), into
+ * buf (NUL-terminated, cut to fit). *cut (may be NULL) gets how many bytes
+ * at the start were no longer kept. Returns the length, or a negative code
+ * (said with diag). */
+ssize_t harness_logs(goro_client *c, uint64_t id, enum goro_stream stream, char *buf,
+		     size_t size, uint64_t *cut, int timeout_ms);
+
+/* Task id's entry in ps (with the finished ones; the page that starts at
+ * id) as JSON text, into buf. Returns 0, or a negative code (said with
+ * diag). */
+int harness_ps_entry(goro_client *c, uint64_t id, char *buf, size_t size);
+
+/* The end of a task test, as TAP assertions over c, the only session
+ * left: no task queued or running (ps, stats tasks.live), the other
+ * sessions gone, gorod's goroutines back to `goroutines` (stats
+ * goroutines.live when the test began, with c connected), no mutex or
+ * semaphore held or remembered. Waits (polling stats) at most timeout_ms
+ * for what gorod finishes after the replies. */
+void harness_check_nothing_left(goro_client *c, long long goroutines, int timeout_ms);
+
+/* ---- running a command ------------------------------------------------------ */
+
+/* Runs argv (argv[0] looked up in $PATH) with in[0..inlen) on its stdin
+ * (in NULL: /dev/null), its stdout into out[0..size) (NULL: /dev/null, so
+ * never into the TAP stream) and its stderr into err[0..esize) (NULL: the
+ * test's stderr), each NUL-terminated and cut to fit, waiting at most
+ * timeout_ms in all. Returns the exit code (127 when argv[0] cannot be
+ * run), 128+N when signal N killed it, -ETIMEDOUT (it is then killed and
+ * reaped), or -errno when a pipe or the fork failed. */
+int harness_run(const char *const *argv, const void *in, size_t inlen, char *out,
+		size_t size, char *err, size_t esize, int timeout_ms);
+
+/* Runs $GOROCTL --socket sock ARGS.. (NULL-terminated, at most 60) as
+ * harness_run() does. -ENOENT when $GOROCTL is not set. */
+int harness_ctl(const char *sock, const void *in, size_t inlen, char *out, size_t size,
+		char *err, size_t esize, int timeout_ms, ...);
+
+/* ---- reading JSON text ----------------------------------------------------- */
+
+/* The string after the first "key": in json (no escapes decoded but \"
+ * and \\; cut to fit buf). Returns 0, or -ENOENT when there is no such
+ * key or its value is not a string. */
+int harness_json_str(const char *json, const char *key, char *buf, size_t size);
+
+/* Copies the JSON object (a {..} in json, at any depth) whose "id" is id,
+ * to buf (cut to fit). For ps entries and outcomes. Returns 0 or -ENOENT. */
+int harness_json_object(const char *json, unsigned long long id, char *buf, size_t size);
 
 #endif /* GORO_TESTS_HARNESS_H */
