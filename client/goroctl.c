@@ -70,8 +70,8 @@ static const struct optdef {
 	  "goroctl waits for it, and gorod kills it if goroctl ends first" },
 	{ "cwd", 0, "DIR", OPT_CWD, "the task's working directory; default: goroctl's" },
 	{ "clean-env", 0, NULL, OPT_CLEAN_ENV,
-	  "start the task with only gorod's PATH, not goroctl's\n"
-	  "environment" },
+	  "start the task with an empty environment, not goroctl's\n"
+	  "(the program is still looked up in /usr/local/bin:/usr/bin:/bin)" },
 	{ "stdin", 0, "FILE", OPT_STDIN,
 	  "give the task FILE's bytes on stdin ('-': goroctl's\n"
 	  "stdin; sent with the spawn, under 1 MiB)" },

@@ -565,6 +565,9 @@ static int build_spec(struct ctl *x, struct goro_spawn *sp, struct spawn_mem *m)
 			return EXIT_FAILED;
 		}
 		sp->env = m->env;
+	} else {
+		static const char *const empty[] = { NULL };
+		sp->env = empty; /* an empty environment (NULL would be gorod's PATH) */
 	}
 	if (t->stdin_path && (rc = load_stdin(x, sp, m)) >= 0)
 		return rc;

@@ -340,6 +340,8 @@ static void task_ended(struct task *t)
 		nwait_unlink(&t->waiters, nw);
 		nwait_complete(nw, 0);
 	}
+	if (t->func) /* its streams were goro_task_print's: they end with it */
+		t->out[0].eof = t->out[1].eof = true;
 	while (t->log_waiters) {
 		struct nwait *nw = t->log_waiters;
 		nwait_unlink(&t->log_waiters, nw);
@@ -534,10 +536,16 @@ static void run_exec(struct task *t)
 	if (in[0] >= 0)
 		close(in[0]);
 	in[0] = -1;
-	if (t->proc.pid > 0) {
+	if (rc == 0) {
+		/* Now kill and pause may signal it; a pause that came while it
+		 * was starting takes effect here. */
 		rt_mutex_lock_nocancel(&names_lock);
-		t->pid = t->proc.pid; /* now kill and pause may signal it */
+		t->pid = t->proc.pid;
+		if (t->state == TS_PAUSED)
+			signal_group(t, SIGSTOP);
 		rt_mutex_unlock(&names_lock);
+	}
+	if (t->proc.pid > 0) {
 		if (outbuf_pump_start(t, &t->out[0], out[0]) == 0)
 			out[0] = -1;
 		if (outbuf_pump_start(t, &t->out[1], err[0]) == 0)
@@ -1008,7 +1016,12 @@ int task_pause(struct task *t, bool pause)
 
 void task_session_ended(struct session *s)
 {
-	for (struct task *t = s->tasks; t; t = t->snext) {
+	/* The session is about to be freed: its tasks forget it now. */
+	while (s->tasks) {
+		struct task *t = s->tasks;
+		s->tasks = t->snext;
+		t->snext = t->sprev = NULL;
+		t->scope_s = NULL;
 		t->cancelled_by_scope = true;
 		task_kill(t, SIGTERM);
 	}

@@ -420,6 +420,7 @@ static struct task *get_task(struct session *s, const struct proto_msg *m,
 		return NULL;
 	}
 	rt_mutex_lock_nocancel(&names_lock);
+	task_prune(rt_now()); /* --keep-age holds to the moment */
 	t = task_find((uint64_t)id);
 	if (!t || !task_allowed(s, t)) {
 		rt_mutex_unlock(&names_lock);
