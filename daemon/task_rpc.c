@@ -19,28 +19,6 @@
 
 /* ---- spawn ---------------------------------------------------------------------- */
 
-/* Checks that map o has only keys from allowed. */
-static int check_keys(const msgpack_object *o, const char *const *allowed, const char **why)
-{
-	for (uint32_t i = 0; i < o->via.map.size; i++) {
-		const char *k;
-		size_t klen;
-		bool known = false;
-
-		if (proto_get_str(&o->via.map.ptr[i].key, &k, &klen) < 0) {
-			*why = "the spec's keys must be strings";
-			return -EINVAL;
-		}
-		for (const char *const *a = allowed; *a && !known; a++)
-			known = proto_str_eq(k, klen, *a);
-		if (!known) {
-			*why = "unknown key in the spec (argv, or func and args)";
-			return -EINVAL;
-		}
-	}
-	return 0;
-}
-
 static bool has_nul(const char *s, size_t len)
 {
 	return memchr(s, '\0', len) != NULL;
@@ -369,8 +347,10 @@ void rpc_spawn(struct session *s, const struct proto_msg *m)
 		return;
 	}
 	if ((rc = proto_options(&m->params, 1, allowed, &opts, &why)) < 0 ||
-	    (rc = check_keys(spec, spec_keys, &why)) < 0)
+	    (rc = proto_keys_allowed(spec, spec_keys)) < 0) {
+		why = why ? why : "the spec's keys are argv, or func and args";
 		goto fail;
+	}
 	if (!!proto_opt(spec, "argv") == !!proto_opt(spec, "func") ||
 	    (proto_opt(spec, "args") && !proto_opt(spec, "func"))) {
 		rc = -EINVAL;

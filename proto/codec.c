@@ -151,23 +151,28 @@ int proto_options(const msgpack_object *params, uint32_t first_opt,
 		*why = n - 1 > first_opt ? "too many params" : "options must be a map";
 		return -EINVAL;
 	}
-	for (uint32_t i = 0; i < o->via.map.size; i++) {
+	if (proto_keys_allowed(o, allowed) < 0) {
+		*why = "unknown option (option names are strings; see PROTOCOL.md)";
+		return -EINVAL;
+	}
+	*opts = o;
+	return 0;
+}
+
+int proto_keys_allowed(const msgpack_object *map, const char *const *allowed)
+{
+	for (uint32_t i = 0; i < map->via.map.size; i++) {
 		const char *k;
 		size_t klen;
 		bool known = false;
 
-		if (proto_get_str(&o->via.map.ptr[i].key, &k, &klen) < 0) {
-			*why = "option names must be strings";
+		if (proto_get_str(&map->via.map.ptr[i].key, &k, &klen) < 0)
 			return -EINVAL;
-		}
 		for (const char *const *a = allowed; *a && !known; a++)
 			known = proto_str_eq(k, klen, *a);
-		if (!known) {
-			*why = "unknown option";
+		if (!known)
 			return -EINVAL;
-		}
 	}
-	*opts = o;
 	return 0;
 }
 

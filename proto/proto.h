@@ -75,6 +75,10 @@ int proto_options(const msgpack_object *params, uint32_t first_opt,
 		  const char *const *allowed, const msgpack_object **opts,
 		  const char **why);
 
+/* 0 when every key of map is a string among allowed (NULL-terminated),
+ * else -EINVAL. */
+int proto_keys_allowed(const msgpack_object *map, const char *const *allowed);
+
 /* The value of key in an options map (NULL map or absent key: NULL). */
 const msgpack_object *proto_opt(const msgpack_object *opts, const char *key);
 

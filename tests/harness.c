@@ -864,3 +864,27 @@ int harness_json_object(const char *json, unsigned long long id, char *buf, size
 	}
 	return -ENOENT;
 }
+
+void harness_run_parts(struct harness *h, goro_client **c, const char *const *args,
+		       const char *what, const struct harness_part *parts, size_t nparts,
+		       int argc, char **argv, int wait_ms)
+{
+	long long goroutines = 0;
+
+	if (harness_start(h, args, 30000) < 0)
+		bail_out("gorod (%s) did not start", what);
+	ok(1, "gorod (%s) started and said READY=1 (%s)", what, h->sock);
+	if (goro_connect(h->sock, c) < 0 || harness_stat(*c, "goroutines.live", &goroutines) < 0)
+		bail_out("connect to %s", h->sock);
+	for (size_t i = 0; i < nparts; i++) {
+		if (!harness_wanted(parts[i].name, argc, argv))
+			continue;
+		parts[i].fn();
+		if (!harness_alive(h))
+			bail_out("gorod died during the part '%s'", parts[i].name);
+	}
+	harness_check_nothing_left(*c, goroutines, wait_ms);
+	goro_close(*c);
+	*c = NULL;
+	is(harness_stop(h, 30000), 0, "gorod stops cleanly on SIGTERM (exit 0)");
+}

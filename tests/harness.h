@@ -130,6 +130,22 @@ int harness_wait_stat(goro_client *c, const char *key, long long want, int timeo
  * two parts only, for debugging). */
 bool harness_wanted(const char *name, int argc, char **argv);
 
+/* One part of an end-to-end test program: `test_x NAME..` runs only the
+ * parts named (all when none is). */
+struct harness_part {
+	const char *name;
+	void (*fn)(void);
+};
+
+/* The body every program of parts shares: starts gorod with args (what
+ * names it in messages) and waits for its readiness, connects *c, runs the
+ * wanted parts in order (bailing out when gorod died during one), checks
+ * that nothing is left (harness_check_nothing_left), closes *c, and stops
+ * gorod, asserting it exits 0. The caller then calls harness_cleanup(). */
+void harness_run_parts(struct harness *h, goro_client **c, const char *const *args,
+		       const char *what, const struct harness_part *parts, size_t nparts,
+		       int argc, char **argv, int wait_ms);
+
 /* ---- tasks --------------------------------------------------------------------- */
 
 /* Reads what gorod keeps of task id's stream, from its start to its end

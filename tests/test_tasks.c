@@ -842,10 +842,7 @@ static void test_owner_if_root(void)
 }
 
 /* The parts, in order; `test_tasks NAME..` runs only those named. */
-static const struct part {
-	const char *name;
-	void (*fn)(void);
-} parts[] = {
+static const struct harness_part parts[] = {
 	{ "tutorial", test_tutorial_scaled }, { "wg", test_wg },
 	{ "wgfail", test_wg_failure },	      { "sem", test_sem_8 },
 	{ "after", test_after },	      { "key", test_key },
@@ -856,28 +853,13 @@ static const struct part {
 
 int main(int argc, char **argv)
 {
-	long long goroutines = 0;
 	goroctl = getenv("GOROCTL");
 	if (!goroctl || !*goroctl)
 		bail_out("$GOROCTL must name the goroctl to test");
 	signal(SIGPIPE, SIG_IGN);
 	unsetenv("GOROD_SOCKET");
-	if (harness_start(&h, NULL, 30000) < 0)
-		bail_out("gorod did not start");
-	ok(1, "gorod started and said READY=1 (%s)", h.sock);
-	if (goro_connect(h.sock, &c) < 0 || harness_stat(c, "goroutines.live", &goroutines) < 0)
-		bail_out("connect to %s", h.sock);
-
-	for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
-		if (harness_wanted(parts[i].name, argc, argv)) {
-			parts[i].fn();
-			if (!harness_alive(&h))
-				bail_out("gorod died during the part '%s'", parts[i].name);
-		}
-	harness_check_nothing_left(c, goroutines, WAIT_MS);
-
-	goro_close(c);
-	is(harness_stop(&h, 30000), 0, "gorod stops cleanly on SIGTERM (exit 0)");
+	harness_run_parts(&h, &c, NULL, "plain", parts, sizeof parts / sizeof parts[0], argc, argv,
+			  WAIT_MS);
 	harness_cleanup(&h);
 	return done_testing();
 }

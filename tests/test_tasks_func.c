@@ -445,10 +445,7 @@ static void test_sample_many_scaled(void)
 
 /* The parts after the bad modules, in order; `test_tasks_func NAME..`
  * runs only those named. */
-static const struct part {
-	const char *name;
-	void (*fn)(void);
-} parts[] = {
+static const struct harness_part parts[] = {
 	{ "builtins", test_builtins },	       { "builtins_ctl", test_builtins_ctl },
 	{ "control", test_builtins_control },   { "work", test_sample_work },
 	{ "many", test_sample_many_scaled },   { "small", test_sample_small },
@@ -457,7 +454,6 @@ static const struct part {
 
 int main(int argc, char **argv)
 {
-	long long goroutines = 0;
 	const char *sample = getenv("GORO_SAMPLE_MODULE");
 	char dir[64];
 	const char *args[] = { "--module-dir", dir, NULL };
@@ -473,22 +469,8 @@ int main(int argc, char **argv)
 	}
 
 	module_dir(dir, sizeof dir, sample, "sample.so");
-	if (harness_start(&h, args, 30000) < 0)
-		bail_out("gorod did not start with the sample module");
-	ok(1, "gorod started with the sample module and said READY=1 (%s)", h.sock);
-	if (goro_connect(h.sock, &c) < 0 || harness_stat(c, "goroutines.live", &goroutines) < 0)
-		bail_out("connect to %s", h.sock);
-
-	for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
-		if (harness_wanted(parts[i].name, argc, argv)) {
-			parts[i].fn();
-			if (!harness_alive(&h))
-				bail_out("gorod died during the part '%s'", parts[i].name);
-		}
-	harness_check_nothing_left(c, goroutines, WAIT_MS);
-
-	goro_close(c);
-	is(harness_stop(&h, 30000), 0, "gorod stops cleanly on SIGTERM (exit 0)");
+	harness_run_parts(&h, &c, args, "with the sample module", parts,
+			  sizeof parts / sizeof parts[0], argc, argv, WAIT_MS);
 	harness_cleanup(&h);
 	module_dir_remove(dir, "sample.so");
 	return done_testing();
