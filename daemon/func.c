@@ -26,6 +26,12 @@ static const struct func builtins[] = {
 
 static struct func *funcs; /* from modules; owned */
 static size_t nfuncs;
+static bool registry_closed; /* loading is over: funcs never moves again */
+
+void func_registry_close(void)
+{
+	registry_closed = true;
+}
 
 const struct func *func_find(const char *name, size_t len)
 {
@@ -46,6 +52,8 @@ int goro_func_register(struct goro_module *m, const char *name, goro_func fn)
 
 	if (!m || !fn || len == 0 || len > PROTO_MAX_NAME)
 		return -EINVAL;
+	if (registry_closed) /* tasks point into funcs: it must not move */
+		return -EPERM;
 	if (func_find(name, len))
 		return -EEXIST;
 	if (!(f = realloc(funcs, (nfuncs + 1) * sizeof *f)))
@@ -216,6 +224,10 @@ static void value_copy(struct copier *c, const msgpack_object *o, struct goro_va
 	}
 }
 
+/* A bound on one spawn's argument values, which cost far more in memory
+ * than on the wire. */
+#define FUNC_ARGS_MAX_VALUES 65536
+
 int func_args_copy(const msgpack_object *arr, struct goro_value **out, size_t *n)
 {
 	size_t nvals = 0, bytes = 0;
@@ -228,6 +240,8 @@ int func_args_copy(const msgpack_object *arr, struct goro_value **out, size_t *n
 		return 0;
 	}
 	value_size(arr, &nvals, &bytes);
+	if (nvals > FUNC_ARGS_MAX_VALUES)
+		return -E2BIG; /* each value costs a goro_value: 24 bytes per byte sent */
 	vals = malloc(nvals * sizeof *vals + bytes + 1);
 	if (!vals)
 		return -ENOMEM;

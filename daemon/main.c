@@ -8,6 +8,7 @@
  * every session closed (releasing what it holds), the socket removed.
  * SIGUSR1 logs the scheduler's counters. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -85,8 +86,9 @@ static int parse_duration(const char *s, int64_t *ms)
 		mul = 3600000;
 	else
 		mul = 0;
-	if (*s == '\0' || mul == 0 || n < 0 || n > INT64_MAX / 3600000) {
-		fprintf(stderr, "gorod: --keep-age wants a duration like 250ms, 2s, 1m or 1h, not '%s'\n", s);
+	if (*s == '\0' || mul == 0 || n < 0 || n > 10LL * 366 * 24 * 3600000 / mul) {
+		fprintf(stderr, "gorod: --keep-age wants a duration like 250ms, 2s, 1m or 1h "
+			"(at most ten years), not '%s'\n", s);
 		return -EINVAL;
 	}
 	*ms = n * mul;
@@ -277,6 +279,15 @@ int main(int argc, char **argv)
 	sigset_t mask;
 	int sfd, lfd, r;
 
+	/* Tasks get their pipes as fds 0-2: those must not be free here, or
+	 * a pipe would land on one of them. */
+	for (int fd; (fd = open("/dev/null", O_RDWR | O_CLOEXEC)) >= 0;) {
+		if (fd > 2) {
+			close(fd);
+			break;
+		}
+		fcntl(fd, F_SETFD, 0);
+	}
 	r = parse_args(argc, argv, &opt);
 	if (r != 0)
 		return r > 0 ? 0 : 2;

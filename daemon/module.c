@@ -23,6 +23,8 @@
 
 /* ---- loading ----------------------------------------------------------------------- */
 
+static int module_load_dir_open(const char *dir);
+
 static int cmp_names(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -57,6 +59,14 @@ static int load_one(const char *path)
 }
 
 int module_load_dir(const char *dir)
+{
+	int rc = module_load_dir_open(dir);
+
+	func_registry_close();
+	return rc;
+}
+
+static int module_load_dir_open(const char *dir)
 {
 	DIR *d = opendir(dir);
 	struct dirent *e;
@@ -255,8 +265,13 @@ static int wg_change(struct task *t, const char *name, int64_t delta)
 	if (delta < -(int64_t)INT32_MAX || delta > INT32_MAX)
 		return -ERANGE;
 	r.a.delta = delta;
+	/* The count is the task's (its party's, lease-bound): if the task
+	 * ends before its dones match it, the group's waiters are told the
+	 * work was lost, never that it finished. */
+	r.a.lease = delta > 0;
 	rt_mutex_lock_nocancel(&names_lock);
-	rc = nwg_add(NULL, &r.a, &count);
+	struct session *party = task_party(t);
+	rc = party ? nwg_add(party, &r.a, &count) : -ENOMEM;
 	rt_mutex_unlock(&names_lock);
 	return rc;
 }

@@ -200,9 +200,8 @@ static void pump_main(void *arg)
 		wake_readers(pu.t);
 	}
 	o->pump = (struct rt_gref){ 0 };
-	task_unref(pu.t);
+	task_helper_done(pu.t);
 	rt_mutex_unlock(&names_lock);
-	rt_wg_done(&tasks_wg);
 }
 
 int outbuf_pump_start(struct task *t, struct outbuf *o, int fd)
@@ -212,22 +211,23 @@ int outbuf_pump_start(struct task *t, struct outbuf *o, int fd)
 
 	if (!pu)
 		return -ENOMEM;
-	o->fd = fd;
 	if ((rc = rt_pollfd_open(fd, &o->pfd)) < 0) {
 		free(pu);
-		return rc;
+		return rc; /* fd stays the caller's */
 	}
+	o->fd = fd;
 	pu->t = t;
 	pu->o = o;
 	rt_mutex_lock_nocancel(&names_lock);
-	t->refs++;
-	rt_wg_add(&tasks_wg, 1);
+	task_helper_add(t);
+	o->pumped = true;
 	if ((rc = rt_go(pump_main, pu, &o->pump)) < 0) {
 		free(pu);
-		t->refs--;
-		rt_wg_done(&tasks_wg);
+		o->pumped = false;
+		task_helper_done(t);
 		rt_pollfd_close(o->pfd);
 		o->pfd = NULL;
+		o->fd = -1; /* the caller still owns and closes it */
 	}
 	rt_mutex_unlock(&names_lock);
 	return rc;

@@ -39,6 +39,7 @@
  * The table and tickets are under procs_lock, a spin lock held for a few
  * instructions. */
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -171,18 +172,23 @@ void proc_reap(void)
 
 int proc_wait(struct proc *p, int64_t deadline)
 {
-	struct rt_waiter w = { 0 };
-	int rc;
+	for (;;) {
+		struct rt_waiter w = { 0 };
+		int rc;
 
-	rt_spin_lock(&p->q.lock);
-	if (p->exited) {
-		rt_spin_unlock(&p->q.lock);
-		return 0;
+		rt_spin_lock(&p->q.lock);
+		if (p->exited) {
+			rt_spin_unlock(&p->q.lock);
+			return 0;
+		}
+		/* Woken by the reaper, or by a kill or pause (task.c): only
+		 * p->exited says the process is gone. */
+		rc = rt_waitq_park(&p->q, &w, 0, deadline, "child", p);
+		if (rc < 0) {
+			rt_spin_unlock(&p->q.lock);
+			return rc;
+		}
 	}
-	rc = rt_waitq_park(&p->q, &w, 0, deadline, "child", p);
-	if (rc < 0)
-		rt_spin_unlock(&p->q.lock);
-	return rc;
 }
 
 /* ---- the child ------------------------------------------------------------------ */
@@ -230,14 +236,16 @@ static __attribute__((noreturn)) void child(const struct exec_spec *sp, char *co
 	for (int i = 0; i < 3; i++)
 		if (syscall(SYS_dup3, fds[i], i, 0) < 0)
 			goto fail;
-	ce.step = STEP_CHDIR;
-	if (syscall(SYS_chdir, sp->cwd) < 0)
-		goto fail;
+	/* The client's credentials first, so that the kernel checks the
+	 * working directory (and then the program) as the client. */
 	ce.step = STEP_CREDS;
 	if (sp->as_client &&
 	    (syscall(SYS_setgroups, sp->ngroups, sp->groups) < 0 ||
 	     syscall(SYS_setresgid, sp->gid, sp->gid, sp->gid) < 0 ||
 	     syscall(SYS_setresuid, sp->uid, sp->uid, sp->uid) < 0))
+		goto fail;
+	ce.step = STEP_CHDIR;
+	if (syscall(SYS_chdir, sp->cwd) < 0)
 		goto fail;
 	/* gorod blocks the signals it reads from its signalfd; the mask
 	 * survives exec, so clear it last (nothing can arrive before exec
@@ -275,7 +283,13 @@ static const char *env_path(char *const *envp)
 
 /* The paths to try for argv0, as execvp(3) would, in one allocation:
  * argv0 itself when it has a '/', else each directory of PATH (an empty
- * entry meaning the working directory). */
+ * entry meaning the working directory), at most PATH_DIRS_MAX of them, and
+ * none longer than PATH_MAX (the kernel would refuse it anyway): what a
+ * client sends cannot make this grow beyond PATH_DIRS_MAX * PATH_MAX.
+ * NULL when out of memory, or (errno ENAMETOOLONG) when argv0 is longer
+ * than a file name may be. */
+#define PATH_DIRS_MAX 256
+
 static char **candidate_paths(const char *argv0, char *const *envp)
 {
 	size_t alen = strlen(argv0), n = 1, bytes = 0;
@@ -290,27 +304,33 @@ static char **candidate_paths(const char *argv0, char *const *envp)
 		v[1] = NULL;
 		return v;
 	}
-	for (p = path; *p; p++)
+	if (alen > NAME_MAX) {
+		errno = ENAMETOOLONG;
+		return NULL;
+	}
+	for (p = path; *p && n < PATH_DIRS_MAX; p++)
 		n += *p == ':';
-	bytes = strlen(path) + n * (alen + 3);
+	bytes = n * (PATH_MAX + 1);
 	v = malloc((n + 1) * sizeof *v + bytes);
 	if (!v)
 		return NULL;
 	s = (char *)(v + n + 1);
 	n = 0;
-	for (p = path;;) {
+	for (p = path; n < PATH_DIRS_MAX;) {
 		const char *end = strchrnul(p, ':');
 		size_t dlen = (size_t)(end - p);
-		v[n++] = s;
-		if (dlen == 0) {
-			*s++ = '.';
-		} else {
-			memcpy(s, p, dlen);
-			s += dlen;
+		if (dlen + 1 + alen < PATH_MAX) {
+			v[n++] = s;
+			if (dlen == 0) {
+				*s++ = '.';
+			} else {
+				memcpy(s, p, dlen);
+				s += dlen;
+			}
+			*s++ = '/';
+			memcpy(s, argv0, alen + 1);
+			s += alen + 1;
 		}
-		*s++ = '/';
-		memcpy(s, argv0, alen + 1);
-		s += alen + 1;
 		if (!*end)
 			break;
 		p = end + 1;
@@ -341,8 +361,10 @@ int proc_start(struct proc *p, const struct exec_spec *sp, const char **why)
 	pid_t pid;
 
 	*why = NULL;
-	if (!paths)
-		return -ENOMEM;
+	if (!paths) {
+		*why = step_names[STEP_EXEC];
+		return errno == ENAMETOOLONG ? -ENAMETOOLONG : -ENOMEM;
+	}
 #ifdef GORO_TSAN
 	if (pipe2(errp, O_CLOEXEC) < 0) {
 		free(paths);

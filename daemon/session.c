@@ -27,6 +27,7 @@
 #define IN_START (64 * 1024)
 #define IN_MAX (PROTO_MAX_MESSAGE + 64 * 1024)
 #define OUT_MAX (8u << 20)
+#define OUT_FLUSH (256u << 10)
 
 struct session *sessions;
 int nsessions;
@@ -79,7 +80,11 @@ void session_reply(struct session *s, uint32_t msgid, int code, const char *why,
 			else
 				msgpack_pack_map(&pk, 0);
 		}
-		if (flush)
+		/* A batch of replies is written when the reader runs out of
+		 * input, or once it holds OUT_FLUSH bytes: a few bytes of
+		 * pipelined requests (logs, ps) may ask for megabytes of
+		 * replies, and the writes park the reader meanwhile. */
+		if (flush || s->out.size - s->out_off > OUT_FLUSH)
 			out_flush_locked(s);
 	}
 	rt_mutex_unlock(&s->out_lock);
@@ -290,11 +295,17 @@ void session_serve(void *arg)
 		rt_wg_done(&sessions_wg);
 		return;
 	}
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0) {
-		s->pid = cred.pid;
-		s->uid = cred.uid;
-		s->gid = cred.gid;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0) {
+		/* Who it is decides what it may do: unknown, it may do nothing. */
+		rt_pollfd_close(s->pfd);
+		close(fd);
+		free(s);
+		rt_wg_done(&sessions_wg);
+		return;
 	}
+	s->pid = cred.pid;
+	s->uid = cred.uid;
+	s->gid = cred.gid;
 	if (gorod_euid == 0 && s->uid != 0)
 		peer_groups(s);
 	s->started_ns = rt_now();

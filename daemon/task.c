@@ -84,6 +84,11 @@ static uint64_t ended_by_state[TS_LOST + 1];
  * watchdogs), for a clean stop. */
 struct rt_wg tasks_wg;
 
+/* Tasks whose helper goroutines (output pumps, the stdin writer, the
+ * grace killer) still run: these may outlive the task, even its retention,
+ * so gorod's stop finds them here to cancel them. */
+static struct task *linger_head;
+
 static size_t id_bucket(uint64_t id, size_t nb)
 {
 	return (size_t)((id * 0x9e3779b97f4a7c15ULL) >> 20) & (nb - 1);
@@ -201,8 +206,11 @@ static void task_free(struct task *t)
 	free(t->after);
 	free(t->lockreq);
 	free(t->semreq);
+	free(t->later_lock);
+	free(t->later_sem);
 	free(t->errmsg);
 	free(t->result);
+	free(t->kids);
 	free(t);
 }
 
@@ -215,6 +223,46 @@ void task_unref(struct task *t)
 {
 	if (--t->refs == 0 && t->pruned)
 		task_free(t);
+}
+
+void task_helper_add(struct task *t)
+{
+	t->refs++;
+	rt_wg_add(&tasks_wg, 1);
+	if (t->helpers++ == 0) {
+		t->lprev = NULL;
+		t->lnext = linger_head;
+		if (linger_head)
+			linger_head->lprev = t;
+		linger_head = t;
+	}
+}
+
+void task_helper_done(struct task *t)
+{
+	if (--t->helpers == 0) {
+		if (t->lprev)
+			t->lprev->lnext = t->lnext;
+		else
+			linger_head = t->lnext;
+		if (t->lnext)
+			t->lnext->lprev = t->lprev;
+		t->lnext = t->lprev = NULL;
+	}
+	task_unref(t);
+	rt_wg_done(&tasks_wg);
+}
+
+/* names_lock held: cancels t's helper goroutines. */
+static void helpers_cancel(struct task *t)
+{
+	for (int i = 0; i < 2; i++)
+		if (t->out[i].pump.g)
+			rt_cancel(t->out[i].pump);
+	if (t->stdin_g.g)
+		rt_cancel(t->stdin_g);
+	if (t->grace_g.g)
+		rt_cancel(t->grace_g);
 }
 
 bool task_allowed(const struct session *s, const struct task *t)
@@ -293,12 +341,58 @@ static void release_spawn_grant(struct task *t, struct req *r, bool clean)
 	}
 }
 
+/* names_lock held: once a task has ended, it keeps only what ps and wait
+ * show: the first PS_ARGV_MAX arguments cut at PS_ARG_MAX bytes (not its
+ * environment, its stdin or a function's arguments), so that what
+ * retention keeps is bounded by its limits. */
+static void shrink(struct task *t)
+{
+	size_t n = 0, bytes = 0;
+	char **v, *s;
+
+	free(t->args);
+	t->args = NULL;
+	t->nargs = 0;
+	if (!t->stdin_g.g) { /* else the writer frees it when it ends */
+		free(t->stdin_data);
+		t->stdin_data = NULL;
+	}
+	if (t->func || !t->argv)
+		return;
+	while (t->argv[n] && n < PS_ARGV_MAX) {
+		size_t len = strlen(t->argv[n]);
+		bytes += (len > PS_ARG_MAX ? PS_ARG_MAX : len) + 1;
+		n++;
+	}
+	if (!(v = malloc((n + 1) * sizeof *v + bytes)))
+		return; /* keep the whole spec rather than nothing */
+	s = (char *)(v + n + 1);
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(t->argv[i]);
+		if (len > PS_ARG_MAX)
+			len = PS_ARG_MAX;
+		v[i] = memcpy(s, t->argv[i], len);
+		s[len] = '\0';
+		s += len + 1;
+	}
+	v[n] = NULL;
+	free(t->spec);
+	t->spec = v;
+	t->spec_len = (n + 1) * sizeof *v + bytes;
+	t->argv = v;
+	t->envp = NULL;
+	t->cwd = NULL;
+}
+
 /* names_lock held: the task has its outcome (state etc. set): everything
  * that follows from its end. */
 static void task_ended(struct task *t)
 {
 	struct task_brief b;
-	bool started = t->started_ns != 0, clean = t->state == TS_EXITED;
+	bool started = t->started_ns != 0;
+	/* Nothing ran under the spawn grants of a task that never started,
+	 * or whose command never ran: no owner died. */
+	bool clean = t->state == TS_EXITED || !started || (!t->func && t->pid == 0);
 
 	t->ended_ms = unix_ms();
 	t->ended_ns = rt_now();
@@ -340,8 +434,13 @@ static void task_ended(struct task *t)
 		nwait_unlink(&t->waiters, nw);
 		nwait_complete(nw, 0);
 	}
-	if (t->func) /* its streams were goro_task_print's: they end with it */
-		t->out[0].eof = t->out[1].eof = true;
+	/* Streams without a pump (a func's, or a command's that never ran)
+	 * end with the task; a pump ends its own at the pipe's end of file. */
+	for (int i = 0; i < 2; i++)
+		if (!t->out[i].pumped)
+			t->out[i].eof = true;
+	if (t->stdin_g.g) /* what the process did not read by now, it will not */
+		rt_cancel(t->stdin_g);
 	while (t->log_waiters) {
 		struct nwait *nw = t->log_waiters;
 		nwait_unlink(&t->log_waiters, nw);
@@ -351,7 +450,9 @@ static void task_ended(struct task *t)
 	nlive--;
 	list_append(&fin_head, &fin_tail, t);
 	nfin++;
-	t->accounted = t->out[0].kept + t->out[1].kept + t->result_len;
+	shrink(t);
+	t->accounted = t->out[0].kept + t->out[1].kept + t->result_len + t->spec_len +
+		       (t->errmsg ? strlen(t->errmsg) : 0);
 	fin_output += t->accounted;
 	task_prune(t->ended_ns);
 }
@@ -413,8 +514,10 @@ static void signal_group(struct task *t, int sig)
 }
 
 /* The exec task's main loop while its process runs: kills, pauses, the
- * timeout and the grace period, until the process exits. */
-static void supervise(struct task *t)
+ * timeout and the grace period, until the process exits. Returns when the
+ * grace period of a kill or timeout ends (RT_FOREVER: none pending): the
+ * rest of the process group gets SIGKILL then (grace_main). */
+static int64_t supervise(struct task *t)
 {
 	int64_t tdl = t->timeout_ms > 0 ? t->started_ns + t->timeout_ms * 1000000 : RT_FOREVER;
 	int64_t gdl = RT_FOREVER;
@@ -425,7 +528,7 @@ static void supervise(struct task *t)
 		int sig;
 
 		if (rc == 0)
-			return;
+			return gdl;
 		rt_mutex_lock_nocancel(&names_lock);
 		sig = t->kill_sig;
 		t->kill_sig = 0;
@@ -454,8 +557,10 @@ static void supervise(struct task *t)
 
 static int devnull = -1;
 
-/* The writer of stdin bytes: a goroutine, so a process that reads slowly
- * does not hold up the task. Holds a reference to t. */
+/* The writer of stdin bytes: a helper goroutine, so a process that reads
+ * slowly does not hold up the task. It owns stdin_fd and, from its start,
+ * stdin_data; the task's end cancels it (what the process did not read by
+ * then, it will not). */
 static void stdin_main(void *arg)
 {
 	struct task *t = arg;
@@ -476,9 +581,29 @@ static void stdin_main(void *arg)
 	close(t->stdin_fd);
 	t->stdin_fd = -1;
 	rt_mutex_lock_nocancel(&names_lock);
-	task_unref(t);
+	t->stdin_g = (struct rt_gref){ 0 };
+	if (t->ended_ns) { /* shrink() left it to us */
+		free(t->stdin_data);
+		t->stdin_data = NULL;
+	}
+	task_helper_done(t);
 	rt_mutex_unlock(&names_lock);
-	rt_wg_done(&tasks_wg);
+}
+
+/* The grace killer: the main process of a killed or timed-out command is
+ * gone, but others of its group may live on (they ignored SIGTERM); when
+ * the grace period ends, or gorod stops, they get SIGKILL. */
+static void grace_main(void *arg)
+{
+	struct task *t = arg;
+
+	rt_sleep(t->grace_until);
+	if (kill(-t->pid, 0) == 0)
+		kill(-t->pid, SIGKILL);
+	rt_mutex_lock_nocancel(&names_lock);
+	t->grace_g = (struct rt_gref){ 0 };
+	task_helper_done(t);
+	rt_mutex_unlock(&names_lock);
 }
 
 /* A new pipe end has no other status flags: set O_NONBLOCK alone. */
@@ -553,30 +678,37 @@ static void run_exec(struct task *t)
 	}
 	if (rc < 0) {
 		bool chdir_failed = why && strstr(why, "directory");
-		fail(t, rc, "%s '%s': %s", why ? why : "starting", chdir_failed ? sp.cwd : t->argv[0],
-		     strerror(-rc));
+		fail(t, rc, "%s '%.200s': %s", why ? why : "starting",
+		     chdir_failed ? sp.cwd : t->argv[0], strerror(-rc));
 	} else if (in[1] >= 0) {
 		nonblock(in[1]);
 		t->stdin_fd = in[1];
 		in[1] = -1;
 		rt_mutex_lock_nocancel(&names_lock);
-		t->refs++;
-		rt_wg_add(&tasks_wg, 1);
-		if (rt_go(stdin_main, t, NULL) < 0) {
+		task_helper_add(t);
+		if (rt_go(stdin_main, t, &t->stdin_g) < 0) {
 			close(t->stdin_fd);
 			t->stdin_fd = -1;
-			t->refs--;
-			rt_wg_done(&tasks_wg);
+			task_helper_done(t);
 		}
 		rt_mutex_unlock(&names_lock);
 	}
 	if (t->proc.pid > 0) {
-		if (rc == 0)
-			supervise(t);
+		int64_t grace = rc == 0 ? supervise(t) : RT_FOREVER;
 		while (proc_wait(&t->proc, RT_FOREVER) < 0) /* cancelled: still reap */
 			proc_wait_ev(t, RT_FOREVER);
 		outbuf_drain(t, &t->out[0]);
 		outbuf_drain(t, &t->out[1]);
+		if (grace != RT_FOREVER && kill(-t->pid, 0) == 0) {
+			rt_mutex_lock_nocancel(&names_lock);
+			t->grace_until = grace;
+			task_helper_add(t);
+			if (rt_go(grace_main, t, &t->grace_g) < 0) {
+				kill(-t->pid, SIGKILL);
+				task_helper_done(t);
+			}
+			rt_mutex_unlock(&names_lock);
+		}
 	}
 	if (rc == 0) {
 		int st = t->proc.status;
@@ -775,6 +907,9 @@ static void maybe_sleep_stackless(struct task *t)
 
 /* ---- the task goroutine ---------------------------------------------------------------- */
 
+static int request_grants(struct task *t, const char *lock, size_t lock_len, bool write,
+			  const char *sem, size_t sem_len, int64_t capacity);
+
 /* names_lock held: waits for the after-tasks, the lock and the semaphore.
  * Returns 0, or -ECANCELED when killed meanwhile. */
 static int wait_turn(struct task *t)
@@ -783,7 +918,7 @@ static int wait_turn(struct task *t)
 		struct task *dep = task_find(t->after[i]);
 		struct nwait nw = { 0 };
 
-		if (!dep || TS_ENDED(dep->state))
+		if (!dep || dep->ended_ns)
 			continue;
 		nw.kind = PRIM_TASK;
 		nw.prim = dep;
@@ -791,6 +926,13 @@ static int wait_turn(struct task *t)
 		nwait_enqueue(&dep->waiters, &nw);
 		int rc = nwait_park(&nw, RT_FOREVER);
 		t->waiting_for = 0;
+		if (rc < 0)
+			return rc;
+	}
+	if (t->later_lock || t->later_sem) {
+		int rc = request_grants(t, t->later_lock, t->later_lock ? strlen(t->later_lock) : 0,
+					t->later_write, t->later_sem,
+					t->later_sem ? strlen(t->later_sem) : 0, t->later_cap);
 		if (rc < 0)
 			return rc;
 	}
@@ -850,6 +992,42 @@ static void task_main(void *arg)
 
 /* ---- spawning ------------------------------------------------------------------------------- */
 
+/* names_lock held: requests the task's lock (lock: its name, or NULL) and
+ * semaphore unit (sem, or NULL). */
+static int request_grant(struct task *t, struct req **out, enum prim_kind kind,
+			 const char *name, size_t len, bool write, int64_t capacity);
+
+static int request_grants(struct task *t, const char *lock, size_t lock_len, bool write,
+			  const char *sem, size_t sem_len, int64_t capacity)
+{
+	int rc = 0;
+
+	if (lock)
+		rc = request_grant(t, &t->lockreq, PRIM_MUTEX, lock, lock_len, write, 0);
+	if (rc == 0 && sem)
+		rc = request_grant(t, &t->semreq, PRIM_SEM, sem, sem_len, false, capacity);
+	return rc;
+}
+
+/* A task with `after` keeps the names of its grants (the request's
+ * params die with the request) to ask for them once its turn comes. */
+static int save_grant_requests(struct task *t, const struct spawn_req *sr)
+{
+	if (sr->lock || sr->rlock) {
+		const char *n = sr->lock ? sr->lock : sr->rlock;
+		size_t len = sr->lock ? sr->lock_len : sr->rlock_len;
+		if (!(t->later_lock = strndup(n, len)))
+			return -ENOMEM;
+		t->later_write = sr->lock != NULL;
+	}
+	if (sr->sem) {
+		if (!(t->later_sem = strndup(sr->sem, sr->sem_len)))
+			return -ENOMEM;
+		t->later_cap = sr->sem_capacity;
+	}
+	return 0;
+}
+
 /* names_lock held: requests the lock or semaphore unit for the task's party. */
 static int request_grant(struct task *t, struct req **out, enum prim_kind kind,
 			 const char *name, size_t len, bool write, int64_t capacity)
@@ -887,7 +1065,7 @@ static int request_grant(struct task *t, struct req **out, enum prim_kind kind,
 	return 0;
 }
 
-int task_spawn(struct session *s, struct spawn_req *sr, const char **why)
+int task_spawn(struct session *s, struct spawn_req *sr, uint64_t *id, const char **why)
 {
 	struct task *t = sr->t;
 	struct keyent *k = NULL;
@@ -937,6 +1115,7 @@ int task_spawn(struct session *s, struct spawn_req *sr, const char **why)
 			k->t = t;
 	}
 	t->id = ++task_ids;
+	*id = t->id; /* t may end and be freed once names_lock is released */
 	ids_insert(t); /* room was made above: cannot fail */
 	rt_wg_add(&tasks_wg, 1);
 	list_append(&live_head, &live_tail, t);
@@ -951,15 +1130,18 @@ int task_spawn(struct session *s, struct spawn_req *sr, const char **why)
 			s->tasks->sprev = t;
 		s->tasks = t;
 	}
-	/* From here on a failure is the task's outcome, not the spawn's. */
-	if (sr->lock || sr->rlock) {
-		bool w = sr->lock != NULL;
-		rc = request_grant(t, &t->lockreq, PRIM_MUTEX, w ? sr->lock : sr->rlock,
-				   w ? sr->lock_len : sr->rlock_len, w, 0);
+	/* From here on a failure is the task's outcome, not the spawn's.
+	 * The lock and the semaphore unit are requested now, in submission
+	 * order; a task with `after` asks for them once those tasks have
+	 * ended (holding a lock while it waits for a task that may need the
+	 * same lock would be a deadlock nothing can see). */
+	if (t->nafter) {
+		rc = save_grant_requests(t, sr);
+	} else {
+		rc = request_grants(t, sr->lock ? sr->lock : sr->rlock,
+				    sr->lock ? sr->lock_len : sr->rlock_len, sr->lock != NULL,
+				    sr->sem, sr->sem_len, sr->sem_capacity);
 	}
-	if (rc == 0 && sr->sem)
-		rc = request_grant(t, &t->semreq, PRIM_SEM, sr->sem, sr->sem_len, false,
-				   sr->sem_capacity);
 	if (rc == 0)
 		rc = rt_go(task_main, t, &t->g);
 	if (rc < 0) {
@@ -1040,11 +1222,8 @@ int tasks_stop_wait(int64_t deadline)
 	/* The pumps of streams that left-behind processes still hold end
 	 * too: cancelled (again, for any started since). */
 	rt_mutex_lock_nocancel(&names_lock);
-	for (int l = 0; l < 2; l++)
-		for (struct task *t = l ? fin_head : live_head; t; t = t->next)
-			for (int i = 0; i < 2; i++)
-				if (t->out[i].pump.g && !t->out[i].eof)
-					rt_cancel(t->out[i].pump);
+	for (struct task *t = linger_head; t; t = t->lnext)
+		helpers_cancel(t);
 	rt_mutex_unlock(&names_lock);
 	return rt_wg_wait(&tasks_wg, deadline);
 }
@@ -1103,14 +1282,16 @@ static void pack_ps_entry(msgpack_packer *pk, const struct task *t, int64_t now)
 }
 
 /* The next task after id `after` in id order (live ones only, unless all),
- * or NULL. The live list is in id order; finished tasks are found by id. */
-static struct task *ps_next(uint64_t after, bool all)
+ * or NULL. The live list is in id order (cur, when not NULL, is the live
+ * task with id `after`: the walk goes on from it); finished tasks are
+ * found by id. */
+static struct task *ps_next(struct task *cur, uint64_t after, bool all)
 {
 	if (!all) {
-		for (struct task *t = live_head; t; t = t->next)
-			if (t->id > after)
-				return t;
-		return NULL;
+		struct task *t = cur ? cur->next : live_head;
+		while (t && t->id <= after)
+			t = t->next;
+		return t;
 	}
 	for (uint64_t id = after + 1; id <= task_ids; id++) {
 		struct task *t = task_find(id);
@@ -1131,8 +1312,8 @@ void task_pack_ps(msgpack_packer *pk, bool all, uint64_t after, size_t limit)
 	 * put the count in front. */
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&tpk, &sb, msgpack_sbuffer_write);
-	for (struct task *t = ps_next(after, all); t && n < limit && sb.size < PS_REPLY_BYTES;
-	     t = ps_next(t->id, all)) {
+	for (struct task *t = ps_next(NULL, after, all); t && n < limit && sb.size < PS_REPLY_BYTES;
+	     t = ps_next(t, t->id, all)) {
 		pack_ps_entry(&tpk, t, now);
 		n++;
 	}

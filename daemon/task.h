@@ -61,6 +61,7 @@ struct outbuf {
 	int fd;                /* the pipe's read end, -1 once closed */
 	struct rt_pollfd *pfd;
 	struct rt_gref pump;   /* its pump goroutine (names_lock) */
+	bool pumped;           /* a pump was started: it sets eof (names_lock) */
 };
 
 struct task;
@@ -146,8 +147,11 @@ struct func {
 const struct func *func_find(const char *name, size_t len);
 
 /* Loads every *.so of dir and runs its goro_module_init. Returns 0, or a
- * negative code having printed why. */
+ * negative code having printed why. Registration closes afterwards. */
 int module_load_dir(const char *dir);
+
+/* No function may be registered any more (tasks point into the table). */
+void func_registry_close(void);
 
 /* A module while it loads (module.c, func.c). */
 struct goro_module {
@@ -183,6 +187,7 @@ struct task {
 	/* What it runs: one allocation (`spec`) holds the strings and the
 	 * pointer arrays; func args are a goro_value tree in it too. */
 	void *spec;
+	size_t spec_len;         /* once ended: the summary's bytes */
 	char **argv, **envp;
 	char *cwd;
 	char *stdin_data;
@@ -211,6 +216,15 @@ struct task {
 	pid_t pid;               /* proc.pid, published (names_lock) */
 	struct outbuf out[2];    /* stdout, stderr */
 	int stdin_fd;            /* the pipe's write end while feeding it */
+	struct rt_gref stdin_g;  /* the stdin writer, while it runs (names_lock) */
+	struct rt_gref grace_g;  /* the grace killer, while it runs (names_lock) */
+	int64_t grace_until;
+	int helpers;             /* helper goroutines running (names_lock) */
+	struct task *lnext, *lprev; /* the linger list, while helpers > 0 */
+	/* A task with `after`: its grants, asked for when its turn comes. */
+	char *later_lock, *later_sem;
+	bool later_write;
+	int64_t later_cap;
 	int kill_sig;            /* a signal to send, asked for by kill (names_lock) */
 	bool killed;             /* kill asked for it to end */
 	bool cancelled;          /* func: its goroutines were cancelled */
@@ -263,9 +277,16 @@ struct task *task_new(struct session *s);
 void task_discard(struct task *t);
 
 /* Starts the task: checks key and after, adds to the group, requests the
- * lock and semaphore, starts its goroutine. Returns 0 and the id is set,
- * or a negative code with *why set (the task is discarded). */
-int task_spawn(struct session *s, struct spawn_req *sr, const char **why);
+ * lock and semaphore, starts its goroutine. Returns 0 with *id set, or a
+ * negative code with *why set (then the caller discards the task). After
+ * a success t belongs to gorod and may be gone at any time: use *id. */
+int task_spawn(struct session *s, struct spawn_req *sr, uint64_t *id, const char **why);
+
+/* names_lock held: a helper goroutine of t (an output pump, the stdin
+ * writer, the grace killer) starts / ends: it holds a reference, and is
+ * found by gorod's stop while it runs. */
+void task_helper_add(struct task *t);
+void task_helper_done(struct task *t);
 
 /* names_lock held: asks the task to end with sig (0: SIGTERM). 0, -ESRCH
  * when it has ended. */

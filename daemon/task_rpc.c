@@ -16,6 +16,7 @@
 #define MAX_ARGV 65536
 #define MAX_ENV 65536
 #define MAX_AFTER 64
+#define MSG_LEN 320 /* an error message built for one request */
 
 /* ---- spawn ---------------------------------------------------------------------- */
 
@@ -128,32 +129,31 @@ static char *dup_n(const char *p, size_t len)
 
 /* A name-like option (1..255 bytes, no NUL) into p and len. */
 static int opt_name(const msgpack_object *opts, const char *key, const char **p, size_t *len,
-		    const char **why)
+		    const char **why, char *msg)
 {
 	const msgpack_object *o = proto_opt(opts, key);
-	static char msg[96];
 
 	*p = NULL;
 	*len = 0;
 	if (!o || o->type == MSGPACK_OBJECT_NIL)
 		return 0;
 	if (proto_get_name(o, p, len, why) < 0) {
-		snprintf(msg, sizeof msg, "%s must be a name: 1 to 255 bytes, no NUL", key);
+		snprintf(msg, MSG_LEN, "%s must be a name: 1 to 255 bytes, no NUL", key);
 		*why = msg;
 		return -EINVAL;
 	}
 	return 0;
 }
 
-static int opt_ms(const msgpack_object *opts, const char *key, int64_t *v, const char **why)
+static int opt_ms(const msgpack_object *opts, const char *key, int64_t *v, const char **why,
+		  char *msg)
 {
 	const msgpack_object *o = proto_opt(opts, key);
-	static char msg[96];
 
 	if (!o || o->type == MSGPACK_OBJECT_NIL)
 		return 0;
 	if (proto_get_i64(o, v) < 0 || *v < 0 || *v > PROTO_MAX_TIMEOUT_MS) {
-		snprintf(msg, sizeof msg, "%s must be an integer from 0 to 2147483647 (ms)", key);
+		snprintf(msg, MSG_LEN, "%s must be an integer from 0 to 2147483647 (ms)", key);
 		*why = msg;
 		return -EINVAL;
 	}
@@ -162,7 +162,7 @@ static int opt_ms(const msgpack_object *opts, const char *key, int64_t *v, const
 
 /* The options of a spawn, into t and sr. */
 static int spawn_opts(struct session *s, const msgpack_object *opts, struct task *t,
-		      struct spawn_req *sr, const char **why)
+		      struct spawn_req *sr, const char **why, char *msg)
 {
 	const msgpack_object *o;
 	const char *p;
@@ -170,12 +170,15 @@ static int spawn_opts(struct session *s, const msgpack_object *opts, struct task
 	int64_t v;
 	int rc;
 
-	if ((rc = opt_name(opts, "name", &p, &len, why)) < 0 ||
+	if ((rc = opt_name(opts, "name", &p, &len, why, msg)) < 0 ||
 	    (p && !(t->name = dup_n(p, len))) ||
-	    (rc = opt_name(opts, "key", &p, &len, why)) < 0 || (p && !(t->key = dup_n(p, len))) ||
-	    (rc = opt_name(opts, "wg", &p, &len, why)) < 0 || (p && !(t->wg = dup_n(p, len))) ||
-	    (rc = opt_name(opts, "lock", &sr->lock, &sr->lock_len, why)) < 0 ||
-	    (rc = opt_name(opts, "rlock", &sr->rlock, &sr->rlock_len, why)) < 0)
+	    (rc = opt_name(opts, "key", &p, &len, why, msg)) < 0 ||
+	    /* Keys are per user: one user cannot block another's spawns. */
+	    (p && asprintf(&t->key, "%u:%.*s", (unsigned)s->uid, (int)len, p) < 0 &&
+	     (t->key = NULL, true)) ||
+	    (rc = opt_name(opts, "wg", &p, &len, why, msg)) < 0 || (p && !(t->wg = dup_n(p, len))) ||
+	    (rc = opt_name(opts, "lock", &sr->lock, &sr->lock_len, why, msg)) < 0 ||
+	    (rc = opt_name(opts, "rlock", &sr->rlock, &sr->rlock_len, why, msg)) < 0)
 		return rc < 0 ? rc : -ENOMEM;
 	if (sr->lock && sr->rlock) {
 		*why = "lock and rlock: a task holds its mutex one way";
@@ -213,14 +216,13 @@ static int spawn_opts(struct session *s, const msgpack_object *opts, struct task
 			t->after[i] = (uint64_t)v;
 		}
 	}
-	if ((rc = opt_ms(opts, "timeout_ms", &t->timeout_ms, why)) < 0 ||
-	    (rc = opt_ms(opts, "grace_ms", &t->grace_ms, why)) < 0 ||
-	    (rc = opt_ms(opts, "expect_ms", &t->expect_ms, why)) < 0)
+	if ((rc = opt_ms(opts, "timeout_ms", &t->timeout_ms, why, msg)) < 0 ||
+	    (rc = opt_ms(opts, "grace_ms", &t->grace_ms, why, msg)) < 0 ||
+	    (rc = opt_ms(opts, "expect_ms", &t->expect_ms, why, msg)) < 0)
 		return rc;
 	if ((o = proto_opt(opts, "output_max")) && o->type != MSGPACK_OBJECT_NIL) {
-		static char msg[96];
 		if (proto_get_i64(o, &v) < 0 || v < 0 || v > task_config.output_limit) {
-			snprintf(msg, sizeof msg, "output_max must be from 0 to %lld bytes",
+			snprintf(msg, MSG_LEN, "output_max must be from 0 to %lld bytes",
 				 (long long)task_config.output_limit);
 			*why = msg;
 			return -EINVAL;
@@ -240,15 +242,14 @@ static int spawn_opts(struct session *s, const msgpack_object *opts, struct task
 }
 
 static int spawn_exec(struct session *s, const msgpack_object *spec, const msgpack_object *opts,
-		      struct task *t, const char **why)
+		      struct task *t, const char **why, char *msg)
 {
 	const msgpack_object *argv = proto_opt(spec, "argv"), *env = proto_opt(opts, "env");
 	const msgpack_object *in = proto_opt(opts, "stdin");
-	static char msg[160];
 	int rc;
 
 	if (gorod_euid != 0 && s->uid != gorod_euid) {
-		snprintf(msg, sizeof msg,
+		snprintf(msg, MSG_LEN,
 			 "gorod runs as uid %u and runs commands only for that user (uid %u asked); "
 			 "a system gorod runs as root",
 			 (unsigned)gorod_euid, (unsigned)s->uid);
@@ -291,11 +292,11 @@ static int spawn_exec(struct session *s, const msgpack_object *spec, const msgpa
 }
 
 static int spawn_func(const msgpack_object *spec, const msgpack_object *opts, struct task *t,
-		      const char **why)
+		      const char **why, char *msg)
 {
 	const msgpack_object *fn = proto_opt(spec, "func"), *args = proto_opt(spec, "args");
-	static char msg[PROTO_MAX_NAME + 96];
 	const char *p;
+	int rc;
 	size_t len;
 
 	if (proto_opt(opts, "cwd") || proto_opt(opts, "env") || proto_opt(opts, "stdin")) {
@@ -307,10 +308,10 @@ static int spawn_func(const msgpack_object *spec, const msgpack_object *opts, st
 		return -EINVAL;
 	}
 	if (!(t->fn = func_find(p, len))) {
-		snprintf(msg, sizeof msg,
+		snprintf(msg, MSG_LEN,
 			 "no function named '%.*s' (built-in: sleep, noop, spin, echo; others come from "
 			 "gorod's --module-dir)",
-			 (int)len, p);
+			 (int)(len > 64 ? 64 : len), p);
 		*why = msg;
 		return -ENOENT;
 	}
@@ -319,8 +320,10 @@ static int spawn_func(const msgpack_object *spec, const msgpack_object *opts, st
 		return -EINVAL;
 	}
 	t->func = true;
-	/* The function's own output, written with goro_task_print. */
-	return func_args_copy(args, &t->args, &t->nargs);
+	rc = func_args_copy(args, &t->args, &t->nargs);
+	if (rc == -E2BIG)
+		*why = "args hold more than 65536 values in all";
+	return rc;
 }
 
 static void pack_id(msgpack_packer *pk, void *arg)
@@ -339,6 +342,7 @@ void rpc_spawn(struct session *s, const struct proto_msg *m)
 	struct spawn_req sr = { 0 };
 	const char *why = NULL;
 	struct task *t = NULL;
+	char msg[MSG_LEN];
 	uint64_t id;
 	int rc;
 
@@ -362,14 +366,15 @@ void rpc_spawn(struct session *s, const struct proto_msg *m)
 		goto fail;
 	}
 	sr.t = t;
-	rc = proto_opt(spec, "argv") ? spawn_exec(s, spec, opts, t, &why) : spawn_func(spec, opts, t, &why);
+	rc = proto_opt(spec, "argv") ? spawn_exec(s, spec, opts, t, &why, msg)
+				      : spawn_func(spec, opts, t, &why, msg);
 	if (rc == 0)
-		rc = spawn_opts(s, opts, t, &sr, &why);
+		rc = spawn_opts(s, opts, t, &sr, &why, msg);
 	if (rc == 0)
-		rc = task_spawn(s, &sr, &why);
+		rc = task_spawn(s, &sr, &id, &why);
 	if (rc < 0)
 		goto fail;
-	id = t->id; /* t may end, and even be freed, at any time now */
+	/* From here t is gorod's, and may be gone already: only id is ours. */
 	session_reply(s, m->msgid, 0, NULL, pack_id, &id, false);
 	return;
 fail:
@@ -475,8 +480,8 @@ void rpc_wait(struct session *s, const struct proto_msg *m)
 		reply_err(s, m, -EINVAL, why);
 		return;
 	}
-	if (TS_ENDED(t->state) || a.timeout_ms == 0) {
-		bool ended = TS_ENDED(t->state);
+	if (t->ended_ns || a.timeout_ms == 0) {
+		bool ended = t->ended_ns != 0;
 		t->refs++;
 		rt_mutex_unlock(&names_lock);
 		if (ended)

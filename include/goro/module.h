@@ -82,7 +82,7 @@ typedef int (*goro_func)(struct goro_task *t, const struct goro_value *args, siz
 
 /* Registers fn as `name` (1..255 bytes; not one of the built-ins sleep,
  * noop, spin, echo; unique across modules: -EEXIST). Only in
- * goro_module_init(). */
+ * goro_module_init() (later: -EPERM). */
 int goro_func_register(struct goro_module *m, const char *name, goro_func fn);
 
 /* The module's API version gorod implements (GORO_MODULE_API). */
@@ -127,7 +127,9 @@ int goro_go(struct goro_task *t, void (*fn)(void *arg), void *arg);
 
 /* ---- named primitives, held by the task -------------------------------------- */
 
-/* As the protocol's wg.add / wg.done / wg.wait. */
+/* As the protocol's wg.add / wg.done / wg.wait. A positive add is bound to
+ * the task (like wg.add with lease: true): if the task ends before its own
+ * dones match it, the group's waiters get ELOST. */
 int goro_task_wg_add(struct goro_task *t, const char *name, int64_t delta);
 int goro_task_wg_done(struct goro_task *t, const char *name);
 int goro_task_wg_wait(struct goro_task *t, const char *name, int64_t timeout_ms);
