@@ -8,6 +8,13 @@
  * and a reader that follows the stream (logs.read) addresses bytes by
  * their offset in everything ever written.
  *
+ * Pumps start late: most commands end within milliseconds, and then the
+ * task goroutine reads the pipe itself once the process has exited (all
+ * it wrote is in the pipe by then, and a pipe holds 64 KiB), with no
+ * goroutine, no netpoller registration and no wakeups of its own. A
+ * command still running after PUMP_AFTER_NS, or a pipe that is still open
+ * when it exits (something it left behind holds it), gets its pump.
+ *
  * A read from the pipe and its append happen under the stream's own lock,
  * so the pump and the task goroutine's final drain (when the process has
  * exited: all it wrote before is in the pipe) never reorder bytes. The
@@ -153,16 +160,22 @@ static int drain_locked(struct task *t, struct outbuf *o, char *buf)
 	return end;
 }
 
-void outbuf_drain(struct task *t, struct outbuf *o)
+bool outbuf_drain(struct task *t, struct outbuf *o)
 {
 	char *buf = malloc(READ_CHUNK);
+	int end = 0;
 
 	if (!buf)
-		return;
+		return false;
 	rt_mutex_lock_nocancel(&o->lock);
-	drain_locked(t, o, buf);
+	end = drain_locked(t, o, buf);
+	if (end && !o->pfd && o->fd >= 0) { /* no pump: the fd ends here */
+		close(o->fd);
+		o->fd = -1;
+	}
 	rt_mutex_unlock(&o->lock);
 	free(buf);
+	return end;
 }
 
 struct pump {
@@ -204,18 +217,17 @@ static void pump_main(void *arg)
 	rt_mutex_unlock(&names_lock);
 }
 
-int outbuf_pump_start(struct task *t, struct outbuf *o, int fd)
+int outbuf_pump_start(struct task *t, struct outbuf *o)
 {
 	struct pump *pu = malloc(sizeof *pu);
 	int rc;
 
 	if (!pu)
 		return -ENOMEM;
-	if ((rc = rt_pollfd_open(fd, &o->pfd)) < 0) {
+	if ((rc = rt_pollfd_open(o->fd, &o->pfd)) < 0) {
 		free(pu);
-		return rc; /* fd stays the caller's */
+		return rc;
 	}
-	o->fd = fd;
 	pu->t = t;
 	pu->o = o;
 	rt_mutex_lock_nocancel(&names_lock);
@@ -227,7 +239,6 @@ int outbuf_pump_start(struct task *t, struct outbuf *o, int fd)
 		task_helper_done(t);
 		rt_pollfd_close(o->pfd);
 		o->pfd = NULL;
-		o->fd = -1; /* the caller still owns and closes it */
 	}
 	rt_mutex_unlock(&names_lock);
 	return rc;

@@ -116,8 +116,12 @@ static void unclaimed_purge(void)
 	nunclaimed = j;
 }
 
-/* procs_lock held: delivers one reaped status. */
-static void deliver(pid_t pid, int status)
+/* procs_lock held: takes the proc of pid out of the table (its status
+ * set), or keeps the status aside; returns the proc to wake, or NULL. The
+ * wake happens after procs_lock is released (a wake may be a system call,
+ * and starts on the spawn path would spin meanwhile); the proc cannot go
+ * away before it: its task waits for exited. */
+static struct proc *deliver(pid_t pid, int status)
 {
 	struct proc **pp = bucket(pid);
 
@@ -128,29 +132,34 @@ static void deliver(pid_t pid, int status)
 		*pp = p->hnext;
 		p->hnext = NULL;
 		p->status = status;
-		rt_spin_lock(&p->q.lock);
-		p->exited = true;
-		struct rt_waiter *w = rt_waitq_pop(&p->q);
-		if (w)
-			rt_waitq_wake(w, 0);
-		rt_spin_unlock(&p->q.lock);
-		return;
+		return p;
 	}
 	if (ninflight == 0) {
 		atomic_fetch_add(&orphans_reaped, 1);
-		return;
+		return NULL;
 	}
 	if (nunclaimed == unclaimed_cap) {
 		size_t cap = unclaimed_cap ? unclaimed_cap * 2 : 16;
 		struct unclaimed *u = realloc(unclaimed, cap * sizeof *u);
 		if (!u) { /* cannot keep it: the start will report it lost */
 			atomic_fetch_add(&orphans_reaped, 1);
-			return;
+			return NULL;
 		}
 		unclaimed = u;
 		unclaimed_cap = cap;
 	}
 	unclaimed[nunclaimed++] = (struct unclaimed){ pid, status, tickets };
+	return NULL;
+}
+
+static void wake_exited(struct proc *p)
+{
+	rt_spin_lock(&p->q.lock);
+	p->exited = true;
+	struct rt_waiter *w = rt_waitq_pop(&p->q);
+	if (w)
+		rt_waitq_wake(w, 0);
+	rt_spin_unlock(&p->q.lock);
 }
 
 void proc_reap(void)
@@ -165,8 +174,10 @@ void proc_reap(void)
 		status = si.si_code == CLD_EXITED ? W_EXITCODE(si.si_status, 0)
 						  : si.si_status & 0x7f;
 		rt_spin_lock(&procs_lock);
-		deliver(si.si_pid, status);
+		struct proc *p = deliver(si.si_pid, status);
 		rt_spin_unlock(&procs_lock);
+		if (p)
+			wake_exited(p);
 	}
 }
 
@@ -188,6 +199,8 @@ int proc_wait(struct proc *p, int64_t deadline)
 			rt_spin_unlock(&p->q.lock);
 			return rc;
 		}
+		if (rc == 0) /* the reaper's wake: p->exited is set */
+			return 0;
 	}
 }
 
@@ -292,7 +305,7 @@ static const char *env_path(char *const *envp)
 
 static char **candidate_paths(const char *argv0, char *const *envp)
 {
-	size_t alen = strlen(argv0), n = 1, bytes = 0;
+	size_t alen = strlen(argv0), n = 0, bytes = 0;
 	const char *path = env_path(envp), *p;
 	char **v, *s;
 
@@ -308,9 +321,17 @@ static char **candidate_paths(const char *argv0, char *const *envp)
 		errno = ENAMETOOLONG;
 		return NULL;
 	}
-	for (p = path; *p && n < PATH_DIRS_MAX; p++)
-		n += *p == ':';
-	bytes = n * (PATH_MAX + 1);
+	for (p = path;; p++) { /* count and size the entries kept, as below */
+		const char *end = strchrnul(p, ':');
+		size_t dlen = (size_t)(end - p);
+		if (dlen + 1 + alen < PATH_MAX) {
+			n++;
+			bytes += (dlen ? dlen : 1) + 1 + alen + 1;
+		}
+		if (!*end || n == PATH_DIRS_MAX)
+			break;
+		p = end;
+	}
 	v = malloc((n + 1) * sizeof *v + bytes);
 	if (!v)
 		return NULL;

@@ -490,10 +490,15 @@ static int proc_wait_ev(struct task *t, int64_t deadline)
 		rt_spin_unlock(&p->q.lock);
 		return rc;
 	}
-	rt_spin_lock(&p->q.lock);
-	t->ev_pending = false;
-	rc = p->exited ? 0 : 1;
-	rt_spin_unlock(&p->q.lock);
+	/* Woken with 0 by the reaper (p->exited is set), 1 by task_poke. Not
+	 * taking the lock again on the way out matters: the waker may still
+	 * hold it while it wakes a thread to run us, and we would spin. */
+	if (rc == 1) {
+		rt_spin_lock(&p->q.lock);
+		t->ev_pending = false;
+		rc = p->exited ? 0 : 1;
+		rt_spin_unlock(&p->q.lock);
+	}
 	return rc;
 }
 
@@ -517,18 +522,31 @@ static void signal_group(struct task *t, int sig)
  * timeout and the grace period, until the process exits. Returns when the
  * grace period of a kill or timeout ends (RT_FOREVER: none pending): the
  * rest of the process group gets SIGKILL then (grace_main). */
+/* Starts the pumps of t's streams that have none (see output.c). */
+static void start_pumps(struct task *t)
+{
+	for (int i = 0; i < 2; i++)
+		if (!t->out[i].pumped && t->out[i].fd >= 0 && outbuf_pump_start(t, &t->out[i]) < 0)
+			fprintf(stderr, "gorod: task %llu: cannot read its %s; it may block writing\n",
+				(unsigned long long)t->id, i ? "stderr" : "stdout");
+}
+
 static int64_t supervise(struct task *t)
 {
 	int64_t tdl = t->timeout_ms > 0 ? t->started_ns + t->timeout_ms * 1000000 : RT_FOREVER;
-	int64_t gdl = RT_FOREVER;
+	int64_t gdl = RT_FOREVER, pdl = rt_now() + PUMP_AFTER_NS;
 
 	for (;;) {
-		int rc = proc_wait_ev(t, min64(tdl, gdl));
+		int rc = proc_wait_ev(t, min64(min64(tdl, gdl), pdl));
 		int64_t now = rt_now();
 		int sig;
 
 		if (rc == 0)
 			return gdl;
+		if (pdl != RT_FOREVER && now >= pdl) {
+			start_pumps(t);
+			pdl = RT_FOREVER;
+		}
 		rt_mutex_lock_nocancel(&names_lock);
 		sig = t->kill_sig;
 		t->kill_sig = 0;
@@ -670,11 +688,10 @@ static void run_exec(struct task *t)
 			signal_group(t, SIGSTOP);
 		rt_mutex_unlock(&names_lock);
 	}
-	if (t->proc.pid > 0) {
-		if (outbuf_pump_start(t, &t->out[0], out[0]) == 0)
-			out[0] = -1;
-		if (outbuf_pump_start(t, &t->out[1], err[0]) == 0)
-			err[0] = -1;
+	if (t->proc.pid > 0) { /* the streams' read ends are theirs now */
+		t->out[0].fd = out[0];
+		t->out[1].fd = err[0];
+		out[0] = err[0] = -1;
 	}
 	if (rc < 0) {
 		bool chdir_failed = why && strstr(why, "directory");
@@ -694,11 +711,18 @@ static void run_exec(struct task *t)
 		rt_mutex_unlock(&names_lock);
 	}
 	if (t->proc.pid > 0) {
+		/* supervise returns once the process exited; a process whose
+		 * exec failed exits at once. */
 		int64_t grace = rc == 0 ? supervise(t) : RT_FOREVER;
-		while (proc_wait(&t->proc, RT_FOREVER) < 0) /* cancelled: still reap */
-			proc_wait_ev(t, RT_FOREVER);
-		outbuf_drain(t, &t->out[0]);
-		outbuf_drain(t, &t->out[1]);
+		if (rc != 0)
+			while (proc_wait(&t->proc, RT_FOREVER) < 0)
+				;
+		/* All it wrote is in the pipes now. A pipe that is not at its
+		 * end is held by something the command left behind: a pump
+		 * reads on until that ends. */
+		bool end0 = outbuf_drain(t, &t->out[0]), end1 = outbuf_drain(t, &t->out[1]);
+		if (!end0 || !end1)
+			start_pumps(t);
 		if (grace != RT_FOREVER && kill(-t->pid, 0) == 0) {
 			rt_mutex_lock_nocancel(&names_lock);
 			t->grace_until = grace;

@@ -71,12 +71,17 @@ void outbuf_init(struct outbuf *o, size_t max);
 void outbuf_destroy(struct outbuf *o);
 /* Appends bytes (a func's goro_task_print), names_lock NOT held. */
 void outbuf_append(struct task *t, struct outbuf *o, const void *p, size_t n);
-/* Starts the goroutine that reads fd (non-blocking) into o until end of
- * file; it holds a reference to t. */
-int outbuf_pump_start(struct task *t, struct outbuf *o, int fd);
+/* Starts the goroutine that reads o->fd (the pipe's read end, non-blocking,
+ * set by the caller and from then the pump's) into o until end of file; it
+ * holds a reference to t. */
+int outbuf_pump_start(struct task *t, struct outbuf *o);
 /* Reads what the pipe holds now, without waiting (after the process
- * exited: all it wrote before exiting is then kept). */
-void outbuf_drain(struct task *t, struct outbuf *o);
+ * exited: all it wrote before exiting is then kept). Returns true at the
+ * end of file (the fd is then closed, if no pump has it). */
+bool outbuf_drain(struct task *t, struct outbuf *o);
+
+/* How long a command runs before its output gets pumps (output.c). */
+#define PUMP_AFTER_NS (10 * 1000000LL)
 /* o->lock held (not names_lock): copies the kept bytes from offset `from`
  * (clamped to what is kept), at most max of them (tail: the last max), into
  * a malloc'd buffer; *start gets the offset of its first byte. */

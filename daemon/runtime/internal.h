@@ -129,6 +129,8 @@ struct p {
 	uint32_t schedtick;           /* owner only */
 	_Atomic uint32_t schedtick_pub; /* schedtick, published for sysmon */
 	bool spinning;                /* owner only */
+	int64_t spin_ns;              /* the next idle spin's length (owner only; sched.c) */
+	unsigned nidle_spins;         /* idle spins so far (owner only) */
 	bool collecting;              /* polling: readies go to collect[] (owner only) */
 	int ncollect;
 	struct g *collect[64];

@@ -11,18 +11,30 @@
  *     takes the lock and unlinks itself.
  * The claim is a compare-and-swap on the goroutine's park state, so exactly
  * one of them wins; a waker that loses just moves on to the next waiter. */
+#include <sched.h>
 #include "internal.h"
 
 /* Spin locks are held for a handful of instructions, never across a park
  * (rt_waitq_park hands its lock to the after-switch code), so spinning
  * beats sleeping. */
+/* Spin locks are held for a few instructions, but the kernel may preempt
+ * the holder (its CPU is wanted by a task's command, say): after spinning
+ * ~1000 times without the lock, the spinner yields its CPU, so that a
+ * preempted holder on it can run and let go. */
+#define SPIN_BEFORE_YIELD 1024
+
 void rt_spin_lock(rt_spin *l)
 {
+	unsigned spins = 0;
+
 	for (;;) {
 		if (!atomic_exchange_explicit(&l->v, 1, memory_order_acquire))
 			return;
-		while (atomic_load_explicit(&l->v, memory_order_relaxed))
+		while (atomic_load_explicit(&l->v, memory_order_relaxed)) {
 			cpu_relax();
+			if (++spins % SPIN_BEFORE_YIELD == 0)
+				sched_yield();
+		}
 	}
 }
 
