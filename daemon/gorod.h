@@ -41,6 +41,10 @@ struct session {
 	int ngroups;
 	struct task *tasks;      /* tasks of scope session it spawned (names_lock) */
 	bool party;              /* a task acting as a holder, not a connection */
+	struct task *party_task; /* party: its task */
+	int leak_party;          /* leak.c's graph index (names_lock) */
+	uint64_t task_of;        /* leak.c: the task its peer acts for, once known */
+	bool task_of_known;
 	char client[64];         /* from hello (names_lock) */
 	int64_t started_ns;
 
@@ -243,10 +247,11 @@ int nwg_add(struct session *s, const struct args *a, int64_t *count);
 void nwg_pack_wait(msgpack_packer *pk, void *nw);
 /* names_lock held: a task bound to the group (spawn --wg) was added,
  * started, ended. */
-void nwg_task_bound(const char *name, size_t len);
+void nwg_task_bound(const char *name, size_t len, struct task *t);
 void nwg_task_started(const char *name, size_t len);
 void nwg_task_ended(const char *name, size_t len, bool started, bool ok,
-		    const struct task_brief *b);
+		    const struct task_brief *b, struct task *t);
+uint64_t task_id_of(const struct task *t);
 /* names_lock held: the group's counter, waiters and round; false when the
  * name is not in use. */
 bool nwg_status(const char *name, size_t len, int64_t *count, int64_t *waiters,
@@ -333,6 +338,32 @@ int server_listen(const char *path);
 void server_accept_loop(void *lfd_as_ptr);
 int server_start(int lfd);
 void server_stop(void);
+
+/* ---- the leak monitor (leak.c, lockorder.c) --------------------------------- */
+
+/* names_lock held: the wait-for graph changed (a wait, a grant, an end). */
+void leak_changed(void);
+int leak_start(void);
+void leak_stop(void);
+void leak_pack_counts(msgpack_packer *pk);
+/* names_lock held: a lock-order inversion of mutexes a and b was seen. */
+void leak_lock_order(const char *a, const char *b, const char *first, const char *second);
+/* names_lock held: s was granted mutex g while holding its other grants. */
+void lockorder_acquired(struct session *s, struct grant *g);
+
+/* The holders of a mutex / semaphore (names_lock held). */
+struct grant *nmutex_holders(void *prim);
+struct grant *nsem_holders(void *prim);
+
+/* names_lock held: calls fn for each party that holds count on WaitGroup
+ * prim: a session holding leased count (s), a task bound to it (t), or
+ * a session that added without a lease (sid, pid: it may have ended);
+ * stops when fn returns true, and returns that. */
+typedef bool (*nwg_holder_fn)(void *arg, struct session *s, struct task *t, uint64_t sid,
+			      pid_t pid);
+bool nwg_each_holder(void *prim, nwg_holder_fn fn, void *arg);
+/* How much count the group has, and whose, as history lines. */
+void nwg_describe(void *prim, char *buf, size_t len);
 
 /* ---- stats (stats.c) --------------------------------------------------------- */
 

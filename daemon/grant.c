@@ -9,6 +9,7 @@
 struct grant *grant_new(struct session *s, enum prim_kind kind, void *prim,
 			struct grant **holders, bool write, int64_t n)
 {
+	leak_changed();
 	struct grant *g = calloc(1, sizeof *g);
 
 	if (!g)
@@ -48,6 +49,7 @@ void grant_free(struct grant **holders, struct grant *g)
 {
 	struct session *s = g->s;
 
+	leak_changed();
 	if (g == *holders) {
 		*holders = g->next;
 		if (*holders)

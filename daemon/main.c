@@ -43,6 +43,8 @@ static void usage(FILE *f)
 		"      --keep-tasks N     finished tasks kept for wait and logs (10000)\n"
 		"      --keep-age DUR     ... and for how long (1h; 250ms, 2s, 1m, 1h)\n"
 		"      --keep-output BYTES  output kept over all finished tasks (256M)\n"
+		"      --leak-after DUR   a task alive this long without progress is a\n"
+		"                     suspected leak, unless it said otherwise (10m)\n"
 		"  -V, --version      print the version and exit\n"
 		"  -h, --help         print this help and exit\n"
 		"\n"
@@ -71,7 +73,7 @@ static int parse_size(const char *s, const char *flag, long long max, int64_t *v
 }
 
 /* A duration like 250ms, 2s, 1m, 1h (a bare number is seconds) into ms. */
-static int parse_duration(const char *s, int64_t *ms)
+static int parse_duration(const char *s, const char *flag, int64_t *ms)
 {
 	char *end;
 	long long n = strtoll(s, &end, 10), mul = 1000;
@@ -87,8 +89,8 @@ static int parse_duration(const char *s, int64_t *ms)
 	else
 		mul = 0;
 	if (*s == '\0' || mul == 0 || n < 0 || n > 10LL * 366 * 24 * 3600000 / mul) {
-		fprintf(stderr, "gorod: --keep-age wants a duration like 250ms, 2s, 1m or 1h "
-			"(at most ten years), not '%s'\n", s);
+		fprintf(stderr, "gorod: %s wants a duration like 250ms, 2s, 1m or 1h "
+			"(at most ten years), not '%s'\n", flag, s);
 		return -EINVAL;
 	}
 	*ms = n * mul;
@@ -106,6 +108,7 @@ static int parse_args(int argc, char **argv, struct options *opt)
 		{ "keep-tasks", required_argument, NULL, 'K' },
 		{ "keep-age", required_argument, NULL, 'A' },
 		{ "keep-output", required_argument, NULL, 'B' },
+		{ "leak-after", required_argument, NULL, 'L' },
 		{ "socket", required_argument, NULL, 's' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
@@ -129,7 +132,11 @@ static int parse_args(int argc, char **argv, struct options *opt)
 				return -EINVAL;
 			break;
 		case 'A':
-			if (parse_duration(optarg, &task_config.keep_age_ms) < 0)
+			if (parse_duration(optarg, "--keep-age", &task_config.keep_age_ms) < 0)
+				return -EINVAL;
+			break;
+		case 'L':
+			if (parse_duration(optarg, "--leak-after", &task_config.leak_after_ms) < 0)
 				return -EINVAL;
 			break;
 		case 'B':
@@ -228,7 +235,7 @@ static void main_goroutine(void *arg)
 	struct signalfd_siginfo si;
 	int r;
 
-	if ((r = server_start(ma->lfd)) < 0 || (r = sweeper_start()) < 0) {
+	if ((r = server_start(ma->lfd)) < 0 || (r = sweeper_start()) < 0 || (r = leak_start()) < 0) {
 		fprintf(stderr, "gorod: cannot start serving: %s\n", proto_strerror(r));
 		ma->rc = 1;
 		return;
@@ -258,6 +265,7 @@ static void main_goroutine(void *arg)
 		break;
 	}
 	server_stop();
+	leak_stop();
 	sessions_close_all();
 	/* Tasks end with gorod: their process groups are killed (a service
 	 * manager's stop would kill them anyway; see README). Reaping goes on

@@ -44,8 +44,14 @@ static struct grant *hold(struct nmutex *m, struct session *s, bool write)
 			m->writer = true;
 		else
 			m->nreaders++;
+		lockorder_acquired(s, g);
 	}
 	return g;
+}
+
+struct grant *nmutex_holders(void *prim)
+{
+	return ((struct nmutex *)prim)->holders;
 }
 
 /* Grants what the head of the queue now allows, in order. */

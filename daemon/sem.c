@@ -17,6 +17,11 @@ struct nsem {
 	struct nwait *queue;
 };
 
+struct grant *nsem_holders(void *prim)
+{
+	return ((struct nsem *)prim)->holders;
+}
+
 static void maybe_drop(struct nsem *m)
 {
 	if (!m->holders && !m->queue && !m->owner_died)

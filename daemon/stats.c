@@ -54,8 +54,8 @@ static void pack_tasks(msgpack_packer *pk)
 	proto_pack_kv_u64(pk, "running", c.running);
 	proto_pack_kv_u64(pk, "kept", c.kept);
 	proto_pack_str(pk, "ended");
-	msgpack_pack_map(pk, TS_LOST - TS_EXITED + 1);
-	for (int i = TS_EXITED; i <= TS_LOST; i++)
+	msgpack_pack_map(pk, TS_COUNT - TS_EXITED);
+	for (int i = TS_EXITED; i < TS_COUNT; i++)
 		proto_pack_kv_u64(pk, task_state_name(i), c.by_state[i]);
 	proto_pack_kv_u64(pk, "left_behind_reaped", proc_orphans_reaped());
 }
@@ -70,7 +70,7 @@ void stats_pack(msgpack_packer *pk, void *unused)
 	for (struct session *s = sessions; s; s = s->next)
 		waiters += s->nreqs;
 
-	msgpack_pack_map(pk, 17);
+	msgpack_pack_map(pk, 18);
 	proto_pack_kv_str(pk, "version", GOROD_VERSION);
 	proto_pack_kv_i64(pk, "uptime_ms", (rt_now() - gorod_started_ns) / 1000000);
 	proto_pack_kv_i64(pk, "pid", getpid());
@@ -115,5 +115,7 @@ void stats_pack(msgpack_packer *pk, void *unused)
 
 	proto_pack_kv_i64(pk, "sessions_count", nsessions);
 	pack_tasks(pk);
+	proto_pack_str(pk, "leaks");
+	leak_pack_counts(pk);
 	rt_mutex_unlock(&names_lock);
 }

@@ -31,6 +31,7 @@
  * touches while it runs (the process, the pipes) and the output
  * (output.c). A task record is freed when retention has let it go and no
  * reference is left (the goroutine, pumps, waiting requests: refs). */
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -41,6 +42,10 @@
 #include <unistd.h>
 
 #include "task.h"
+
+static void pid_table_add(struct task *t);
+static void g_table_add(struct task *t);
+static void watch_push(struct task *t);
 
 struct task_config task_config = {
 	.output_max = 1 << 20,
@@ -60,11 +65,12 @@ static const char *const state_names[] = {
 	[TS_QUEUED] = "queued",     [TS_RUNNING] = "running", [TS_PAUSED] = "paused",
 	[TS_EXITED] = "exited",     [TS_SIGNALED] = "signaled", [TS_KILLED] = "killed",
 	[TS_TIMEOUT] = "timeout",   [TS_FAILED] = "failed",   [TS_LOST] = "lost",
+	[TS_LEAKED] = "leaked",
 };
 
 const char *task_state_name(enum task_state st)
 {
-	return st <= TS_LOST ? state_names[st] : "?";
+	return st <= TS_LEAKED ? state_names[st] : "?";
 }
 
 /* ---- the registry: ids, and the live and finished lists ------------------------ */
@@ -78,7 +84,7 @@ static struct task **ids;        /* hash by id, chained through hnext */
 static size_t nids_buckets, nids;
 static struct task *live_head, *live_tail, *fin_head, *fin_tail;
 static uint64_t nlive, nfin, nspawned, fin_output;
-static uint64_t ended_by_state[TS_LOST + 1];
+static uint64_t ended_by_state[TS_COUNT];
 
 /* Every goroutine of every task (its own, pumps, stdin writers,
  * watchdogs), for a clean stop. */
@@ -281,8 +287,8 @@ static int64_t unix_ms(void)
 /* names_lock held: the task's party, made on first use. */
 struct session *task_party(struct task *t)
 {
-	if (!t->party)
-		t->party = session_party_new(t->uid, t->gid, t->client_pid);
+	if (!t->party && (t->party = session_party_new(t->uid, t->gid, t->client_pid)))
+		t->party->party_task = t;
 	return t->party;
 }
 
@@ -290,6 +296,7 @@ struct session *task_party(struct task *t)
 
 static void forget(struct task *t)
 {
+	task_behind_drop(t);
 	list_remove(&fin_head, &fin_tail, t);
 	nfin--;
 	fin_output -= t->accounted;
@@ -398,7 +405,11 @@ static void task_ended(struct task *t)
 	t->ended_ns = rt_now();
 	if (!started)
 		t->started_ms = 0;
+	if (t->leaked)
+		t->state = TS_LEAKED;
 	ended_by_state[t->state]++;
+	leak_changed();
+	leak_forget_task(t);
 
 	release_spawn_grant(t, t->lockreq, clean);
 	release_spawn_grant(t, t->semreq, clean);
@@ -411,7 +422,7 @@ static void task_ended(struct task *t)
 		struct args a = { .name = t->wg, .name_len = strlen(t->wg), .delta = -1 };
 		int64_t count;
 		task_brief_of(t, &b);
-		nwg_task_ended(t->wg, a.name_len, started, task_succeeded(t), &b);
+		nwg_task_ended(t->wg, a.name_len, started, task_succeeded(t), &b, t);
 		nwg_add(NULL, &a, &count);
 	}
 	if (t->key) {
@@ -684,6 +695,7 @@ static void run_exec(struct task *t)
 		 * was starting takes effect here. */
 		rt_mutex_lock_nocancel(&names_lock);
 		t->pid = t->proc.pid;
+		pid_table_add(t);
 		if (t->state == TS_PAUSED)
 			signal_group(t, SIGSTOP);
 		rt_mutex_unlock(&names_lock);
@@ -859,6 +871,9 @@ static void run_func(struct task *t)
 		}
 		rt_mutex_unlock(&names_lock);
 	}
+	rt_mutex_lock_nocancel(&names_lock);
+	g_table_add(t);
+	rt_mutex_unlock(&names_lock);
 	rc = t->fn->fn(&gt, t->args, t->nargs);
 
 	/* Its children end before it does. */
@@ -887,6 +902,359 @@ static void run_func(struct task *t)
 		t->code = 0;
 	}
 	rt_mutex_unlock(&names_lock);
+}
+
+/* ---- the leak monitor's tables --------------------------------------------------------- */
+
+#define SMALL_TABLE 4096 /* buckets: pid and goroutine lookups, chained */
+
+static struct task *pid_table[SMALL_TABLE], *g_table[SMALL_TABLE];
+static struct task *behind_head;
+
+uint64_t task_id_of(const struct task *t)
+{
+	return t->id;
+}
+
+struct task *task_live_head(void)
+{
+	return live_head;
+}
+
+static void pid_table_add(struct task *t)
+{
+	struct task **b = &pid_table[(unsigned)t->pid % SMALL_TABLE];
+	t->pnext = *b;
+	*b = t;
+}
+
+static struct task *task_of_pid(pid_t pid)
+{
+	for (struct task *t = pid_table[(unsigned)pid % SMALL_TABLE]; t; t = t->pnext)
+		if (t->pid == pid)
+			return t;
+	return NULL;
+}
+
+static void g_table_add(struct task *t)
+{
+	struct task **b = &g_table[t->g.id % SMALL_TABLE];
+	t->gnext = *b;
+	*b = t;
+}
+
+struct task *task_of_goroutine(uint64_t id)
+{
+	for (struct task *t = g_table[id % SMALL_TABLE]; t; t = t->gnext)
+		if (t->g.id == id)
+			return t;
+	return NULL;
+}
+
+static void table_remove(struct task **b, struct task *t, bool by_pid)
+{
+	for (; *b; b = by_pid ? &(*b)->pnext : &(*b)->gnext) {
+		if (*b == t) {
+			*b = by_pid ? t->pnext : t->gnext;
+			return;
+		}
+	}
+}
+
+/* The suspected-leak deadlines: a binary heap of (when, task id) over every
+ * live task, so that a look touches only the tasks that are due. */
+struct due {
+	int64_t at;
+	uint64_t id;
+};
+static struct due *heap;
+static size_t nheap, heap_cap;
+static struct task *watch_head;
+
+static void watch_push(struct task *t)
+{
+	int64_t expect = t->expect_ms >= 0 ? t->expect_ms : task_config.leak_after_ms;
+	size_t i;
+
+	if (nheap == heap_cap) {
+		size_t cap = heap_cap ? heap_cap * 2 : 1024;
+		struct due *v = realloc(heap, cap * sizeof *v);
+		if (!v)
+			return; /* this task is never suspected: no false finding either */
+		heap = v;
+		heap_cap = cap;
+	}
+	t->watch_at = t->created_ns + expect * 1000000;
+	for (i = nheap++; i > 0 && heap[(i - 1) / 2].at > t->watch_at; i = (i - 1) / 2)
+		heap[i] = heap[(i - 1) / 2];
+	heap[i] = (struct due){ t->watch_at, t->id };
+}
+
+static struct due heap_pop(void)
+{
+	struct due top = heap[0], last = heap[--nheap];
+	size_t i = 0;
+
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= nheap)
+			break;
+		if (c + 1 < nheap && heap[c + 1].at < heap[c].at)
+			c++;
+		if (heap[c].at >= last.at)
+			break;
+		heap[i] = heap[c];
+		i = c;
+	}
+	if (nheap)
+		heap[i] = last;
+	return top;
+}
+
+size_t task_watch_due(int64_t now, struct task **unused, size_t n)
+{
+	size_t moved = 0;
+
+	while (nheap && heap[0].at <= now && moved < 4096) {
+		struct due d = heap_pop();
+		struct task *t = task_find(d.id);
+		if (!t || t->ended_ns || t->watched)
+			continue;
+		t->watched = true;
+		t->watch_prev = NULL;
+		t->watch_next = watch_head;
+		if (watch_head)
+			watch_head->watch_prev = t;
+		watch_head = t;
+		t->seen_output = UINT64_MAX; /* the first look only takes note */
+		moved++;
+	}
+	return moved;
+}
+
+struct task *task_watch_first(void)
+{
+	return watch_head;
+}
+
+/* The CPU ticks of process pid (utime + stime), 0 when it is gone. */
+static uint64_t cpu_of(pid_t pid)
+{
+	char path[64], buf[512];
+	unsigned long long ut = 0, st = 0;
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	if (!(f = fopen(path, "re")))
+		return 0;
+	if (fgets(buf, sizeof buf, f)) {
+		char *p = strrchr(buf, ')');
+		if (p)
+			sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st);
+	}
+	fclose(f);
+	return ut + st;
+}
+
+bool task_progressed(struct task *t)
+{
+	uint64_t out = t->out[0].total + t->out[1].total;
+	uint64_t cpu = !t->func && t->pid > 0 ? cpu_of(t->pid) : 0;
+	bool moved = out != t->seen_output || cpu != t->seen_cpu;
+
+	t->seen_output = out;
+	t->seen_cpu = cpu;
+	if (t->func && t->state == TS_RUNNING && !t->party && t->nkids == 0 && !t->fn->is_sleep)
+		moved = true; /* a function that runs, not waiting on gorod: progress unknown */
+	return moved;
+}
+
+/* names_lock held: t ends: off the leak monitor's tables; an exec task
+ * whose group lives on goes on the left-behind list. */
+void leak_forget_task(struct task *t)
+{
+	if (t->pid > 0)
+		table_remove(&pid_table[(unsigned)t->pid % SMALL_TABLE], t, true);
+	if (t->func)
+		table_remove(&g_table[t->g.id % SMALL_TABLE], t, false);
+	if (t->watched) {
+		if (t->watch_prev)
+			t->watch_prev->watch_next = t->watch_next;
+		else
+			watch_head = t->watch_next;
+		if (t->watch_next)
+			t->watch_next->watch_prev = t->watch_prev;
+		t->watched = false;
+	}
+	if (!t->func && t->pid > 0 && kill(-t->pid, 0) == 0) {
+		t->behind = true;
+		t->bprev = NULL;
+		t->bnext = behind_head;
+		if (behind_head)
+			behind_head->bprev = t;
+		behind_head = t;
+	}
+}
+
+struct task *task_behind_first(void)
+{
+	return behind_head;
+}
+
+void task_behind_drop(struct task *t)
+{
+	if (!t->behind)
+		return;
+	if (t->bprev)
+		t->bprev->bnext = t->bnext;
+	else
+		behind_head = t->bnext;
+	if (t->bnext)
+		t->bnext->bprev = t->bprev;
+	t->behind = false;
+}
+
+/* /proc/PID/stat's process group and parent of pid; false when gone. */
+static bool stat_of(pid_t pid, pid_t *pgrp, pid_t *ppid, char *state)
+{
+	char path[64], buf[512];
+	bool ok = false;
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	if (!(f = fopen(path, "re")))
+		return false;
+	if (fgets(buf, sizeof buf, f)) {
+		char *p = strrchr(buf, ')');
+		int pp = 0, pg = 0;
+		char st = '?';
+		ok = p && sscanf(p + 2, "%c %d %d", &st, &pp, &pg) == 3;
+		*ppid = pp;
+		*pgrp = pg;
+		*state = st;
+	}
+	fclose(f);
+	return ok;
+}
+
+struct task *session_task(struct session *s)
+{
+	pid_t pid = s->pid, pgrp, ppid;
+	char st;
+
+	if (s->party)
+		return s->party_task;
+	if (s->task_of_known) {
+		struct task *t = s->task_of ? task_find(s->task_of) : NULL;
+		return t && !t->ended_ns ? t : NULL;
+	}
+	s->task_of_known = true;
+	s->task_of = 0;
+	/* Its process group first (a task's processes keep the task's), then
+	 * its ancestors (one that made a group of its own). */
+	for (int depth = 0; depth < 32 && pid > 1; depth++) {
+		struct task *t = task_of_pid(pid);
+		if (t && !t->ended_ns) {
+			s->task_of = t->id;
+			return t;
+		}
+		if (!stat_of(pid, &pgrp, &ppid, &st))
+			break;
+		if (depth == 0 && (t = task_of_pid(pgrp)) && !t->ended_ns) {
+			s->task_of = t->id;
+			return t;
+		}
+		pid = ppid;
+	}
+	return NULL;
+}
+
+/* Whether process pid sleeps waiting for its children (wait4, waitid). */
+static bool waits_for_children(pid_t pid)
+{
+	char path[64], buf[64] = "";
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/%d/wchan", (int)pid);
+	if (!(f = fopen(path, "re")))
+		return false;
+	if (!fgets(buf, sizeof buf, f))
+		buf[0] = '\0';
+	fclose(f);
+	return strcmp(buf, "do_wait") == 0 || strcmp(buf, "kernel_wait4") == 0;
+}
+
+/* Whether pid is the peer of a session acting for t that has a request
+ * waiting. */
+static bool waits_on_gorod(struct task *t, pid_t pid)
+{
+	for (struct session *s = sessions; s; s = s->next) {
+		if (s->pid != pid || session_task(s) != t)
+			continue;
+		for (struct req *r = s->reqs; r; r = r->next)
+			if (!r->nw.done)
+				return true;
+	}
+	return false;
+}
+
+bool task_tree_blocked(struct task *t)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	bool blocked = true;
+	int members = 0;
+
+	if (!d || t->pid <= 0) {
+		if (d)
+			closedir(d);
+		return false;
+	}
+	while (blocked && (e = readdir(d))) {
+		pid_t pid = (pid_t)atoi(e->d_name), pgrp, ppid;
+		char st;
+		if (pid <= 0 || !stat_of(pid, &pgrp, &ppid, &st) || pgrp != t->pid || st == 'Z')
+			continue;
+		members++;
+		if (st == 'T' || st == 't')
+			continue; /* stopped: moves only when someone continues it */
+		if (!waits_on_gorod(t, pid) && !waits_for_children(pid))
+			blocked = false;
+	}
+	closedir(d);
+	return blocked && members > 0;
+}
+
+int group_pids(pid_t pgid, char *buf, size_t len)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	size_t off = 0;
+	int n = 0;
+
+	buf[0] = '\0';
+	if (!d)
+		return 0;
+	while ((e = readdir(d))) {
+		pid_t pid = (pid_t)atoi(e->d_name), pgrp, ppid;
+		char st;
+		if (pid <= 0 || !stat_of(pid, &pgrp, &ppid, &st) || pgrp != pgid || st == 'Z')
+			continue;
+		int k = snprintf(buf + off, len - off, "%s%d", n ? ", " : "", (int)pid);
+		if (k > 0 && (size_t)k < len - off)
+			off += (size_t)k;
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
+void task_kill_leaked(struct task *t)
+{
+	if (t->ended_ns || t->leaked)
+		return;
+	t->leaked = true;
+	task_kill(t, SIGKILL);
 }
 
 /* ---- the built-in sleep, without a stack -------------------------------------------------- */
@@ -1131,7 +1499,7 @@ int task_spawn(struct session *s, struct spawn_req *sr, uint64_t *id, const char
 			*why = rc == -ERANGE ? "wg: the WaitGroup counter would pass 2147483647" : NULL;
 			goto refuse;
 		}
-		nwg_task_bound(a.name, a.name_len);
+		nwg_task_bound(a.name, a.name_len, t);
 	}
 	if (t->key) {
 		k = names_get(PRIM_TASKKEY, t->key, strlen(t->key), sizeof *k, true);
@@ -1141,6 +1509,7 @@ int task_spawn(struct session *s, struct spawn_req *sr, uint64_t *id, const char
 	t->id = ++task_ids;
 	*id = t->id; /* t may end and be freed once names_lock is released */
 	ids_insert(t); /* room was made above: cannot fail */
+	watch_push(t);
 	rt_wg_add(&tasks_wg, 1);
 	list_append(&live_head, &live_tail, t);
 	nlive++;
@@ -1255,7 +1624,7 @@ int tasks_stop_wait(int64_t deadline)
 /* ---- ps ------------------------------------------------------------------------------------------ */
 
 /* What a queued task waits for, into buf. */
-static const char *blocked_on(const struct task *t, char *buf, size_t len)
+const char *task_blocked_on(const struct task *t, char *buf, size_t len)
 {
 	if (t->state != TS_QUEUED)
 		return NULL;
@@ -1273,7 +1642,7 @@ static const char *blocked_on(const struct task *t, char *buf, size_t len)
 static void pack_ps_entry(msgpack_packer *pk, const struct task *t, int64_t now)
 {
 	char buf[PROTO_MAX_NAME + 16];
-	const char *blocked = blocked_on(t, buf, sizeof buf);
+	const char *blocked = task_blocked_on(t, buf, sizeof buf);
 	bool pid = t->pid > 0;
 
 	msgpack_pack_map(pk, 6 + (t->name != NULL) + pid + (blocked != NULL));
@@ -1357,7 +1726,7 @@ void task_counts(struct task_counts *c)
 		c->by_state[t->state]++;
 	c->queued = c->by_state[TS_QUEUED];
 	c->running = c->by_state[TS_RUNNING] + c->by_state[TS_PAUSED];
-	for (int i = TS_EXITED; i <= TS_LOST; i++)
+	for (int i = TS_EXITED; i < TS_COUNT; i++)
 		c->by_state[i] = ended_by_state[i];
 }
 

@@ -24,9 +24,11 @@ enum task_state {
 	TS_TIMEOUT,
 	TS_FAILED,
 	TS_LOST,
+	TS_LEAKED, /* killed for a definite leak (on_leak: kill) */
 };
 
 #define TS_ENDED(st) ((st) >= TS_EXITED)
+#define TS_COUNT (TS_LEAKED + 1)
 
 const char *task_state_name(enum task_state st);
 
@@ -260,6 +262,20 @@ struct task {
 	uint64_t accounted;      /* its bytes in the retention total */
 	struct task *next, *prev; /* the live list, then the finished list */
 	struct task *hnext;      /* the id table */
+
+	/* The leak monitor's (leak.c; names_lock). */
+	int leak_party;          /* its index in the wait-for graph */
+	bool on_leak_kill;       /* spawn's on_leak: "kill" */
+	bool leaked;             /* killed for a definite leak */
+	struct task *pnext;      /* the pid table */
+	struct task *gnext;      /* the goroutine table (func tasks while they run) */
+	int64_t watch_at;        /* when it is due for a look (suspected) */
+	bool watched;            /* on the watch list */
+	struct task *watch_next, *watch_prev;
+	uint64_t seen_output;    /* its output at the last look */
+	uint64_t seen_cpu;       /* its process's CPU ticks at the last look */
+	bool behind;             /* on the left-behind list */
+	struct task *bnext, *bprev;
 };
 
 /* names_lock held: the task with this id (live or kept), or NULL. */
@@ -330,7 +346,7 @@ void task_pack_ps(msgpack_packer *pk, bool all, uint64_t after, size_t limit);
 /* Counts for stats (names_lock held). */
 struct task_counts {
 	uint64_t spawned, live, queued, running, kept;
-	uint64_t by_state[TS_LOST + 1];
+	uint64_t by_state[TS_COUNT];
 };
 void task_counts(struct task_counts *c);
 
@@ -348,6 +364,34 @@ extern struct rt_wg tasks_wg;
 /* names_lock held: the task as a holder (its party session), made on
  * first use; NULL when out of memory. */
 struct session *task_party(struct task *t);
+
+/* ---- for the leak monitor (task.c) ---- */
+
+struct task *task_live_head(void);
+/* The live task a session's peer process belongs to (its process group, or
+ * an ancestor), or NULL. */
+struct task *session_task(struct session *s);
+/* Whether every process of an exec task's group waits on gorod (a session
+ * with a waiting request) or for its own children. */
+bool task_tree_blocked(struct task *t);
+/* Moves the tasks whose expected lifetime passed by now to the watch list;
+ * returns how many moved (at most n are looked at per call). */
+size_t task_watch_due(int64_t now, struct task **unused, size_t n);
+struct task *task_watch_first(void);
+/* Whether t used CPU time or wrote output since the last call. */
+bool task_progressed(struct task *t);
+const char *task_blocked_on(const struct task *t, char *buf, size_t len);
+/* Ended exec tasks whose process group may still have processes. */
+struct task *task_behind_first(void);
+void task_behind_drop(struct task *t);
+/* The func task running as goroutine id, or NULL. */
+struct task *task_of_goroutine(uint64_t id);
+/* Kills t for a definite leak: it ends in state leaked. */
+void task_kill_leaked(struct task *t);
+/* names_lock held: t ends: off the monitor's tables (task_ended). */
+void leak_forget_task(struct task *t);
+/* The pids of process group pgid, as text; returns how many. */
+int group_pids(pid_t pgid, char *buf, size_t len);
 
 /* Starts fn(arg) as a child goroutine of func task t (goro_go). */
 int task_go_child(struct task *t, void (*fn)(void *), void *arg);

@@ -237,6 +237,14 @@ static int spawn_opts(struct session *s, const msgpack_object *opts, struct task
 		}
 		t->session_scope = proto_str_eq(p, len, "session");
 	}
+	if ((o = proto_opt(opts, "on_leak")) && o->type != MSGPACK_OBJECT_NIL) {
+		if (proto_get_str(o, &p, &len) < 0 ||
+		    !(proto_str_eq(p, len, "flag") || proto_str_eq(p, len, "kill"))) {
+			*why = "on_leak must be \"flag\" or \"kill\"";
+			return -EINVAL;
+		}
+		t->on_leak_kill = proto_str_eq(p, len, "kill");
+	}
 	(void)s;
 	return 0;
 }
@@ -336,7 +344,7 @@ void rpc_spawn(struct session *s, const struct proto_msg *m)
 {
 	static const char *const allowed[] = { "cwd", "env", "stdin", "name", "key", "wg", "lock",
 					       "rlock", "sem", "after", "timeout_ms", "grace_ms",
-					       "expect_ms", "output_max", "scope", NULL };
+					       "expect_ms", "output_max", "scope", "on_leak", NULL };
 	static const char *const spec_keys[] = { "argv", "func", "args", NULL };
 	const msgpack_object *spec = proto_param(&m->params, 0), *opts;
 	struct spawn_req sr = { 0 };

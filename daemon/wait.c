@@ -23,6 +23,7 @@
 
 void nwait_enqueue(struct nwait **head, struct nwait *nw)
 {
+	leak_changed();
 	nw->next = NULL;
 	if (!*head) {
 		nw->prev = nw; /* the head's prev is the tail */
@@ -37,6 +38,7 @@ void nwait_enqueue(struct nwait **head, struct nwait *nw)
 
 void nwait_unlink(struct nwait **head, struct nwait *nw)
 {
+	leak_changed();
 	if (nw == *head) {
 		*head = nw->next;
 		if (*head)
@@ -68,6 +70,7 @@ void req_link(struct req *r)
 {
 	struct session *s = r->s;
 
+	leak_changed();
 	r->prev = NULL;
 	r->next = s->reqs;
 	if (s->reqs)

@@ -16,6 +16,15 @@
 
 #define LOST_KEEP_NS (600 * 1000000000LL) /* a lost group is kept 10 min */
 
+/* Count added without a lease, by whom (the leak monitor's question: who
+ * may still do the dones?). A done is counted against the session's own
+ * adds first, else against the oldest. */
+struct adder {
+	uint64_t sid;
+	pid_t pid;
+	int64_t count;
+};
+
 struct nwg {
 	int64_t count;
 	bool lost;
@@ -24,6 +33,10 @@ struct nwg {
 	struct lease *leases;
 	struct wg_round round;  /* tasks bound this round (spawn --wg) */
 	int64_t round_ns;       /* when its last task ended */
+	struct adder *adders;   /* owned */
+	size_t nadders;
+	struct task **bound;    /* live tasks bound to it (spawn --wg); owned */
+	size_t nbound, bound_cap;
 };
 
 /* Forgets the group if it is back to its zero value. One whose round saw
@@ -31,8 +44,48 @@ struct nwg {
  * finds it older than the retention age of finished tasks. */
 static void maybe_drop(struct nwg *wg)
 {
-	if (wg->count == 0 && !wg->waiters && !wg->leases && !wg->lost && !wg->round.tasks)
+	if (wg->count == 0 && !wg->waiters && !wg->leases && !wg->lost && !wg->round.tasks &&
+	    !wg->nbound) {
+		free(wg->adders);
+		free(wg->bound);
 		names_drop(PRIM_WG, wg);
+	}
+}
+
+static void adders_add(struct nwg *wg, struct session *s, int64_t n)
+{
+	for (size_t i = 0; i < wg->nadders; i++) {
+		if (wg->adders[i].sid == s->id) {
+			wg->adders[i].count += n;
+			return;
+		}
+	}
+	struct adder *v = realloc(wg->adders, (wg->nadders + 1) * sizeof *v);
+	if (!v)
+		return; /* unknown adders make the monitor assume someone alive */
+	wg->adders = v;
+	wg->adders[wg->nadders++] = (struct adder){ s->id, s->pid, n };
+}
+
+static void adders_sub(struct nwg *wg, struct session *s, int64_t n)
+{
+	for (size_t i = 0; n > 0 && i < wg->nadders; i++) {
+		if (!s || wg->adders[i].sid != s->id)
+			continue;
+		int64_t k = wg->adders[i].count < n ? wg->adders[i].count : n;
+		wg->adders[i].count -= k;
+		n -= k;
+	}
+	for (size_t i = 0; n > 0 && i < wg->nadders; i++) {
+		int64_t k = wg->adders[i].count < n ? wg->adders[i].count : n;
+		wg->adders[i].count -= k;
+		n -= k;
+	}
+	size_t j = 0;
+	for (size_t i = 0; i < wg->nadders; i++)
+		if (wg->adders[i].count > 0)
+			wg->adders[j++] = wg->adders[i];
+	wg->nadders = j;
 }
 
 static void lease_free(struct nwg *wg, struct lease *l)
@@ -99,6 +152,7 @@ static void wake_all(struct nwg *wg, int result)
 /* The counter reached zero: waiters wake, leases have nothing left. */
 static void at_zero(struct nwg *wg)
 {
+	wg->nadders = 0;
 	while (wg->leases)
 		lease_free(wg, wg->leases);
 	wake_all(wg, wg->lost ? GORO_ELOST : 0);
@@ -124,6 +178,11 @@ int nwg_add(struct session *s, const struct args *a, int64_t *count)
 		maybe_drop(wg);
 		return -ENOMEM;
 	}
+	leak_changed();
+	if (a->delta > 0 && !a->lease && s && !s->party)
+		adders_add(wg, s, a->delta);
+	if (a->delta < 0 && !(s && s->party))
+		adders_sub(wg, s, -a->delta);
 	if (a->delta < 0) {
 		/* This session's own leased count is matched first. */
 		struct lease *l = lease_find(wg, s);
@@ -201,7 +260,11 @@ bool nwg_expired(void *prim, int64_t now)
 		return false;
 	if (wg->round.tasks && now - wg->round_ns <= task_config_keep_age_ns())
 		return false;
-	return wg->lost || wg->round.tasks;
+	if (!(wg->lost || wg->round.tasks) || wg->nbound)
+		return false;
+	free(wg->adders);
+	free(wg->bound);
+	return true;
 }
 
 void wg_pack_round(msgpack_packer *pk, const struct wg_round *r)
@@ -231,12 +294,74 @@ static struct nwg *find(const char *name, size_t len)
 	return names_get(PRIM_WG, name, len, sizeof(struct nwg), false);
 }
 
-void nwg_task_bound(const char *name, size_t len)
+void nwg_task_bound(const char *name, size_t len, struct task *t)
 {
 	struct nwg *wg = find(name, len);
 
-	if (wg)
-		wg->round.tasks++;
+	if (!wg)
+		return;
+	wg->round.tasks++;
+	if (wg->nbound == wg->bound_cap) {
+		size_t cap = wg->bound_cap ? wg->bound_cap * 2 : 4;
+		struct task **v = realloc(wg->bound, cap * sizeof *v);
+		if (!v)
+			return;
+		wg->bound = v;
+		wg->bound_cap = cap;
+	}
+	wg->bound[wg->nbound++] = t;
+}
+
+static void unbind(struct nwg *wg, struct task *t)
+{
+	for (size_t i = 0; i < wg->nbound; i++) {
+		if (wg->bound[i] == t) {
+			wg->bound[i] = wg->bound[--wg->nbound];
+			return;
+		}
+	}
+}
+
+bool nwg_each_holder(void *prim, nwg_holder_fn fn, void *arg)
+{
+	struct nwg *wg = prim;
+
+	for (struct lease *l = wg->leases; l; l = l->wnext)
+		if (fn(arg, l->s, NULL, 0, 0))
+			return true;
+	for (size_t i = 0; i < wg->nbound; i++)
+		if (fn(arg, NULL, wg->bound[i], 0, 0))
+			return true;
+	for (size_t i = 0; i < wg->nadders; i++)
+		if (fn(arg, NULL, NULL, wg->adders[i].sid, wg->adders[i].pid))
+			return true;
+	return false;
+}
+
+void nwg_describe(void *prim, char *buf, size_t len)
+{
+	struct nwg *wg = prim;
+	size_t off = 0;
+	int n;
+
+	n = snprintf(buf, len, "WaitGroup %s counts %lld", names_name(wg), (long long)wg->count);
+	off = n > 0 && (size_t)n < len ? (size_t)n : len - 1;
+	for (size_t i = 0; i < wg->nbound && off < len - 1; i++) {
+		n = snprintf(buf + off, len - off, "; task %llu holds 1 (spawn --wg)",
+			     (unsigned long long)task_id_of(wg->bound[i]));
+		off += n > 0 && (size_t)n < len - off ? (size_t)n : len - off - 1;
+	}
+	for (size_t i = 0; i < wg->nadders && off < len - 1; i++) {
+		n = snprintf(buf + off, len - off, "; session %llu (pid %d) added %lld without a lease",
+			     (unsigned long long)wg->adders[i].sid, (int)wg->adders[i].pid,
+			     (long long)wg->adders[i].count);
+		off += n > 0 && (size_t)n < len - off ? (size_t)n : len - off - 1;
+	}
+	for (struct lease *l = wg->leases; l && off < len - 1; l = l->wnext) {
+		n = snprintf(buf + off, len - off, "; session %llu holds %lld (lease)",
+			     (unsigned long long)l->s->id, (long long)l->count);
+		off += n > 0 && (size_t)n < len - off ? (size_t)n : len - off - 1;
+	}
 }
 
 void nwg_task_started(const char *name, size_t len)
@@ -248,12 +373,13 @@ void nwg_task_started(const char *name, size_t len)
 }
 
 void nwg_task_ended(const char *name, size_t len, bool started, bool ok,
-		    const struct task_brief *b)
+		    const struct task_brief *b, struct task *t)
 {
 	struct nwg *wg = find(name, len);
 
 	if (!wg)
 		return;
+	unbind(wg, t);
 	if (started && wg->round.running > 0)
 		wg->round.running--;
 	wg->round.done++;

@@ -55,6 +55,8 @@
 	X(logs_read, "logs.read", PROTO_F_BLOCKS,                               \
 	  "[id, {stream?, from?, wait_ms?}]", "{data, from, next, cut, eof}",   \
 	  "read a task's output from an offset, waiting for more (follow)")     \
+	X(leaks, "leaks", 0, "[]", "[{id, kind, reason, ...}, ..]",             \
+	  "goroutines that will never end, and why (the leak monitor)")         \
 	X(stats, "stats", 0, "[]", "{...}",                                     \
 	  "runtime, session and primitive counters")                            \
 	X(maxprocs, "maxprocs", 0, "[n?]", "{maxprocs, previous}",             \

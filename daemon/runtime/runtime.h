@@ -304,6 +304,17 @@ struct rt_stats {
 
 #define RT_HOG_NS (100 * 1000 * 1000LL)
 
+/* A goroutine that kept its worker over RT_HOG_NS without yielding: its id
+ * and how long it had held it when sysmon noticed. */
+struct rt_hog {
+	uint64_t id;
+	int64_t held_ns;
+};
+
+/* Takes up to n hog events not taken yet (the last 64 are kept), oldest
+ * first. Any thread. */
+size_t rt_hogs_take(struct rt_hog *out, size_t n);
+
 void rt_stats_get(struct rt_stats *st);
 
 /* What one live goroutine is doing; filled by rt_goroutines(). */

@@ -44,6 +44,34 @@ void sysmon_kick(void)
 	pthread_mutex_unlock(&sysmon_lock);
 }
 
+/* The latest hog events, for whoever wants to know who (the leak monitor):
+ * a ring that keeps the last HOG_RING, under its own mutex (sysmon is a
+ * plain thread; the reader holds it for a copy). */
+#define HOG_RING 64
+static struct rt_hog hog_ring[HOG_RING];
+static uint64_t hog_head, hog_tail;
+static pthread_mutex_t hog_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void hog_record(uint64_t id, int64_t held)
+{
+	pthread_mutex_lock(&hog_lock);
+	hog_ring[hog_head++ % HOG_RING] = (struct rt_hog){ id, held };
+	if (hog_head - hog_tail > HOG_RING)
+		hog_tail = hog_head - HOG_RING;
+	pthread_mutex_unlock(&hog_lock);
+}
+
+size_t rt_hogs_take(struct rt_hog *out, size_t n)
+{
+	size_t k = 0;
+
+	pthread_mutex_lock(&hog_lock);
+	while (hog_tail < hog_head && k < n)
+		out[k++] = hog_ring[hog_tail++ % HOG_RING];
+	pthread_mutex_unlock(&hog_lock);
+	return k;
+}
+
 static void sample_holds(int64_t now)
 {
 	int n = atomic_load(&sched.maxprocs);
@@ -65,6 +93,7 @@ static void sample_holds(int64_t now)
 		if (held >= RT_HOG_NS && !s->reported) {
 			s->reported = true;
 			atomic_fetch_add(&sched.hog_events, 1);
+			hog_record(atomic_load_explicit(&g->id, memory_order_relaxed), held);
 		}
 	}
 }
