@@ -42,7 +42,8 @@ struct session {
 	struct task *tasks;      /* tasks of scope session it spawned (names_lock) */
 	bool party;              /* a task acting as a holder, not a connection */
 	struct task *party_task; /* party: its task */
-	int leak_party;          /* leak.c's graph index (names_lock) */
+	int leak_party;          /* leak.c's graph index (names_lock), */
+	uint64_t leak_round;     /* ... made in this pass */
 	uint64_t task_of;        /* leak.c: the task its peer acts for, once known */
 	bool task_of_known;
 	char client[64];         /* from hello (names_lock) */
@@ -88,6 +89,8 @@ void sessions_close_all(void);
  * semaphore units and WaitGroup counts (owner's credentials copied). */
 struct session *session_party_new(uid_t uid, gid_t gid, pid_t pid);
 void session_party_free(struct session *p);
+/* The party sessions, linked by next (names_lock). */
+struct session *session_parties(void);
 void session_accepted(void);
 void session_ended_early(void);
 

@@ -284,62 +284,85 @@ static void wait_add(struct graph *g, int waiter, enum prim_kind kind, void *pri
 	g->w[g->nw++] = (struct waitrec){ waiter, kind, prim, s, gid };
 }
 
-/* The party index of session s: its task's (a party session's, or that of
- * the task whose process tree its peer belongs to), else its own. */
-static int party_of_session(struct graph *g, struct session *s)
+/* The graph holds only the parties that wait on something: a party that
+ * waits on nothing is not blocked, so it needs no node, and the cost of a
+ * pass follows the waits, not the number of tasks. The round stamps tell
+ * a node made this pass from a stale index. */
+#define OUTSIDE (-2) /* a live party outside the graph: it can move */
+#define GONE (-1)    /* an ended party */
+
+static uint64_t round_no;
+
+static int task_index(struct graph *g, struct task *t, bool add)
+{
+	if (t->ended_ns)
+		return GONE;
+	if (t->leak_round == round_no)
+		return t->leak_party;
+	if (!add)
+		return OUTSIDE;
+	t->leak_round = round_no;
+	return t->leak_party = party_add(g, t, NULL);
+}
+
+/* The party of session s: its task's (a party session's, or that of the
+ * task its peer's process belongs to), else its own. */
+static int session_index(struct graph *g, struct session *s, bool add)
 {
 	struct task *t = s->party ? s->party_task : session_task(s);
 
 	if (t)
-		return t->leak_party;
-	return s->leak_party;
+		return task_index(g, t, add);
+	if (s->leak_round == round_no)
+		return s->leak_party;
+	if (!add)
+		return OUTSIDE;
+	s->leak_round = round_no;
+	return s->leak_party = party_add(g, NULL, s);
 }
 
-/* Adds the waits of session s (its requests not yet done) for party i. */
-static void add_session_waits(struct graph *g, struct session *s, int i)
+static int party_of_session(struct graph *g, struct session *s)
 {
-	for (struct req *r = s->reqs; r; r = r->next) {
+	return session_index(g, s, false);
+}
+
+/* Adds the waits of session s (its requests not yet done), as its party's. */
+static void add_session_waits(struct graph *g, struct session *s)
+{
+	for (struct req *r = s->reqs; r && !g->oom; r = r->next) {
 		struct nwait *nw = &r->nw;
-		if (nw->done)
+		if (nw->done || !(nw->kind == PRIM_WG || nw->kind == PRIM_MUTEX ||
+				  nw->kind == PRIM_SEM || nw->kind == PRIM_TASK))
 			continue;
-		if (nw->kind == PRIM_WG || nw->kind == PRIM_MUTEX || nw->kind == PRIM_SEM ||
-		    nw->kind == PRIM_TASK)
+		int i = session_index(g, s, true);
+		if (i >= 0)
 			wait_add(g, i, nw->kind, nw->prim, s, r->g.id);
 	}
 }
 
-/* Builds the parties and waits. Tasks first, then the sessions outside. */
+/* Builds the graph from the waits: the sessions' requests (clients', and
+ * tasks' parties), and the queued tasks' own waits. */
 static void graph_build(struct graph *g)
 {
-	for (struct task *t = task_live_head(); t; t = t->next) {
-		t->leak_party = party_add(g, t, NULL);
-		if (t->leak_party < 0)
-			return;
-	}
-	for (struct session *s = sessions; s; s = s->next) {
-		if (session_task(s))
+	round_no++;
+	for (struct task *t = task_queued_head(); t && !g->oom; t = t->qnext) {
+		struct task *dep = t->waiting_for ? task_find(t->waiting_for) : NULL;
+		enum prim_kind kind = PRIM_TASK;
+		void *prim = dep;
+		if (!dep && t->lockreq && !t->lockreq->nw.done)
+			kind = PRIM_MUTEX, prim = t->lockreq->nw.prim;
+		else if (!dep && t->semreq && !t->semreq->nw.done)
+			kind = PRIM_SEM, prim = t->semreq->nw.prim;
+		else if (!dep)
 			continue;
-		s->leak_party = party_add(g, NULL, s);
-		if (s->leak_party < 0)
-			return;
+		int i = task_index(g, t, true);
+		if (i >= 0)
+			wait_add(g, i, kind, prim, NULL, t->g.id);
 	}
-	/* The waits. */
-	for (struct task *t = task_live_head(); t; t = t->next) {
-		int i = t->leak_party;
-		if (t->state == TS_QUEUED) {
-			struct task *dep = t->waiting_for ? task_find(t->waiting_for) : NULL;
-			if (dep)
-				wait_add(g, i, PRIM_TASK, dep, NULL, t->g.id);
-			else if (t->lockreq && !t->lockreq->nw.done)
-				wait_add(g, i, PRIM_MUTEX, t->lockreq->nw.prim, NULL, t->g.id);
-			else if (t->semreq && !t->semreq->nw.done)
-				wait_add(g, i, PRIM_SEM, t->semreq->nw.prim, NULL, t->g.id);
-		}
-		if (t->party)
-			add_session_waits(g, t->party, i);
-	}
-	for (struct session *s = sessions; s; s = s->next)
-		add_session_waits(g, s, party_of_session(g, s));
+	for (struct session *s = sessions; s && !g->oom; s = s->next)
+		add_session_waits(g, s);
+	for (struct session *s = session_parties(); s && !g->oom; s = s->next)
+		add_session_waits(g, s);
 }
 
 /* Whether party i is blocked: nothing it does can move without one of its
@@ -393,7 +416,7 @@ static bool wg_holder(void *arg, struct session *s, struct task *t, uint64_t sid
 	if (s)
 		return a->fn(a->g, party_of_session(a->g, s), NULL, a->arg);
 	if (t)
-		return a->fn(a->g, t->ended_ns ? -1 : t->leak_party, NULL, a->arg);
+		return a->fn(a->g, task_index(a->g, t, false), NULL, a->arg);
 	struct session *x = live_session(sid);
 	if (x)
 		return a->fn(a->g, party_of_session(a->g, x), NULL, a->arg);
@@ -416,10 +439,8 @@ static bool each_ender(struct graph *g, const struct waitrec *w, ender_fn fn, vo
 		struct wg_adapt a = { g, fn, arg };
 		return nwg_each_holder(w->prim, wg_holder, &a);
 	}
-	case PRIM_TASK: {
-		struct task *t = w->prim;
-		return fn(g, t->ended_ns ? -1 : t->leak_party, NULL, arg);
-	}
+	case PRIM_TASK:
+		return fn(g, task_index(g, w->prim, false), NULL, arg);
 	default:
 		return true; /* unknown: assume it can end (never a false positive) */
 	}
@@ -428,7 +449,7 @@ static bool each_ender(struct graph *g, const struct waitrec *w, ender_fn fn, vo
 static bool ender_reached(struct graph *g, int party, const struct dead_session *dead,
 			  void *arg)
 {
-	return party >= 0 && g->p[party].reached;
+	return party == OUTSIDE || (party >= 0 && g->p[party].reached);
 }
 
 /* Marks what can make progress: the unblocked parties, then, until nothing
@@ -515,6 +536,10 @@ static bool ender_collect(struct graph *g, int party, const struct dead_session 
 	e->n++;
 	if (e->n > 1 && e->list.len)
 		text_add(&e->list, ", ");
+	if (party == OUTSIDE) {
+		text_add(&e->list, "a party that runs");
+		return false;
+	}
 	if (party < 0) {
 		e->ndead++;
 		if (dead)

@@ -255,12 +255,23 @@ static void peer_groups(struct session *s)
 	}
 }
 
+static struct session *parties; /* party sessions (names_lock) */
+
+struct session *session_parties(void)
+{
+	return parties;
+}
+
 struct session *session_party_new(uid_t uid, gid_t gid, pid_t pid)
 {
 	struct session *p = calloc(1, sizeof *p);
 
 	if (!p)
 		return NULL;
+	p->next = parties;
+	if (parties)
+		parties->prev = p;
+	parties = p;
 	p->fd = -1;
 	p->party = true;
 	p->uid = uid;
@@ -273,6 +284,12 @@ struct session *session_party_new(uid_t uid, gid_t gid, pid_t pid)
 
 void session_party_free(struct session *p)
 {
+	if (p->prev)
+		p->prev->next = p->next;
+	else
+		parties = p->next;
+	if (p->next)
+		p->next->prev = p->prev;
 	free(p);
 }
 

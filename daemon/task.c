@@ -44,6 +44,8 @@
 #include "task.h"
 
 static void pid_table_add(struct task *t);
+static void queued_add(struct task *t);
+static void queued_drop(struct task *t);
 static void g_table_add(struct task *t);
 static void watch_push(struct task *t);
 
@@ -409,6 +411,7 @@ static void task_ended(struct task *t)
 		t->state = TS_LEAKED;
 	ended_by_state[t->state]++;
 	leak_changed();
+	queued_drop(t);
 	leak_forget_task(t);
 
 	release_spawn_grant(t, t->lockreq, clean);
@@ -921,6 +924,36 @@ struct task *task_live_head(void)
 	return live_head;
 }
 
+static struct task *queued_head;
+
+struct task *task_queued_head(void)
+{
+	return queued_head;
+}
+
+static void queued_add(struct task *t)
+{
+	t->queued = true;
+	t->qprev = NULL;
+	t->qnext = queued_head;
+	if (queued_head)
+		queued_head->qprev = t;
+	queued_head = t;
+}
+
+static void queued_drop(struct task *t)
+{
+	if (!t->queued)
+		return;
+	if (t->qprev)
+		t->qprev->qnext = t->qnext;
+	else
+		queued_head = t->qnext;
+	if (t->qnext)
+		t->qnext->qprev = t->qprev;
+	t->queued = false;
+}
+
 static void pid_table_add(struct task *t)
 {
 	struct task **b = &pid_table[(unsigned)t->pid % SMALL_TABLE];
@@ -1362,6 +1395,8 @@ static void task_main(void *arg)
 		return;
 	}
 	t->state = TS_RUNNING;
+	queued_drop(t);
+	leak_changed();
 	t->started_ns = rt_now();
 	t->started_ms = unix_ms();
 	if (t->wg)
@@ -1510,6 +1545,7 @@ int task_spawn(struct session *s, struct spawn_req *sr, uint64_t *id, const char
 	*id = t->id; /* t may end and be freed once names_lock is released */
 	ids_insert(t); /* room was made above: cannot fail */
 	watch_push(t);
+	queued_add(t);
 	rt_wg_add(&tasks_wg, 1);
 	list_append(&live_head, &live_tail, t);
 	nlive++;

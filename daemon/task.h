@@ -264,7 +264,10 @@ struct task {
 	struct task *hnext;      /* the id table */
 
 	/* The leak monitor's (leak.c; names_lock). */
-	int leak_party;          /* its index in the wait-for graph */
+	int leak_party;          /* its index in the wait-for graph, */
+	uint64_t leak_round;     /* ... made in this pass of it */
+	bool queued;             /* on the queued list */
+	struct task *qnext, *qprev;
 	bool on_leak_kill;       /* spawn's on_leak: "kill" */
 	bool leaked;             /* killed for a definite leak */
 	struct task *pnext;      /* the pid table */
@@ -368,6 +371,8 @@ struct session *task_party(struct task *t);
 /* ---- for the leak monitor (task.c) ---- */
 
 struct task *task_live_head(void);
+/* The tasks still queued (after, lock, sem), linked by qnext. */
+struct task *task_queued_head(void);
 /* The live task a session's peer process belongs to (its process group, or
  * an ancestor), or NULL. */
 struct task *session_task(struct session *s);
