@@ -648,20 +648,26 @@ static void find_definite(void)
 
 /* ---- suspected, left behind, hogs ----------------------------------------------------- */
 
+/* Looks at the tasks due (expected lifetime passed): one that made no
+ * progress since its last look is a suspected leak until it does; each is
+ * looked at again a second later. Only due tasks are touched. */
+#define SUSPECT_RELOOK_NS 1000000000LL
+
 static void find_suspected(int64_t now)
 {
-	struct task *due[64];
-	size_t n;
+	struct task *due[256];
+	size_t n = task_watch_due(now, due, sizeof due / sizeof due[0]);
 
-	mark_kind(LK_SUSPECTED);
-	/* Tasks past their deadline stay on the watch list (task.c) until
-	 * they end; a look compares their progress with the last one. */
-	n = task_watch_due(now, due, sizeof due / sizeof due[0]);
-	(void)n;
-	for (struct task *t = task_watch_first(); t; t = t->watch_next) {
-		if (t->ended_ns || task_progressed(t))
+	for (size_t i = 0; i < n; i++) {
+		struct task *t = due[i];
+		bool fresh, moved = task_progressed(t);
+		task_watch_again(t, now + SUSPECT_RELOOK_NS);
+		if (moved) {
+			for (struct finding *f = findings; f; f = f->next)
+				if (f->kind == LK_SUSPECTED && f->key == t->id)
+					f->seen = false;
 			continue;
-		bool fresh;
+		}
 		struct finding *f = finding_get(LK_SUSPECTED, t->id, &fresh);
 		if (!f || !fresh)
 			continue;
@@ -676,15 +682,22 @@ static void find_suspected(int64_t now)
 		comm_of(f->pid, f->comm, sizeof f->comm);
 		f->born_ns = t->created_ns;
 		f->blocked_on = b ? strdup(b) : NULL;
-		f->reason = xprintf("task %llu has lived %lld ms, past its expected %lld ms, %s",
-				    (unsigned long long)t->id, (long long)age, (long long)expect,
-				    b ? "blocked" : "and made no progress (no CPU time, no output) since the last look");
-		if (b && f->reason) {
-			char *r = xprintf("%s on %s", f->reason, b);
-			free(f->reason);
-			f->reason = r;
-		}
+		if (b)
+			f->reason = xprintf("task %llu has lived %lld ms, past its expected %lld ms, blocked "
+					    "on %s",
+					    (unsigned long long)t->id, (long long)age, (long long)expect, b);
+		else
+			f->reason = xprintf("task %llu has lived %lld ms, past its expected %lld ms, and made "
+					    "no progress (no CPU time, no output) in the last second",
+					    (unsigned long long)t->id, (long long)age, (long long)expect);
 		log_finding(f);
+	}
+	/* A finding lasts while its task lives without progress. */
+	for (struct finding *f = findings; f; f = f->next) {
+		if (f->kind != LK_SUSPECTED || !f->seen)
+			continue;
+		struct task *t = task_find(f->task);
+		f->seen = t && !t->ended_ns;
 	}
 	sweep_kind(LK_SUSPECTED);
 }

@@ -1002,11 +1002,23 @@ struct due {
 };
 static struct due *heap;
 static size_t nheap, heap_cap;
-static struct task *watch_head;
+
+static void heap_push(int64_t at, uint64_t id);
 
 static void watch_push(struct task *t)
 {
 	int64_t expect = t->expect_ms >= 0 ? t->expect_ms : task_config.leak_after_ms;
+
+	heap_push(t->created_ns + expect * 1000000, t->id);
+}
+
+void task_watch_again(struct task *t, int64_t at)
+{
+	heap_push(at, t->id);
+}
+
+static void heap_push(int64_t at, uint64_t id)
+{
 	size_t i;
 
 	if (nheap == heap_cap) {
@@ -1017,10 +1029,9 @@ static void watch_push(struct task *t)
 		heap = v;
 		heap_cap = cap;
 	}
-	t->watch_at = t->created_ns + expect * 1000000;
-	for (i = nheap++; i > 0 && heap[(i - 1) / 2].at > t->watch_at; i = (i - 1) / 2)
+	for (i = nheap++; i > 0 && heap[(i - 1) / 2].at > at; i = (i - 1) / 2)
 		heap[i] = heap[(i - 1) / 2];
-	heap[i] = (struct due){ t->watch_at, t->id };
+	heap[i] = (struct due){ at, id };
 }
 
 static struct due heap_pop(void)
@@ -1044,30 +1055,17 @@ static struct due heap_pop(void)
 	return top;
 }
 
-size_t task_watch_due(int64_t now, struct task **unused, size_t n)
+size_t task_watch_due(int64_t now, struct task **out, size_t n)
 {
-	size_t moved = 0;
+	size_t k = 0;
 
-	while (nheap && heap[0].at <= now && moved < 4096) {
+	while (nheap && heap[0].at <= now && k < n) {
 		struct due d = heap_pop();
 		struct task *t = task_find(d.id);
-		if (!t || t->ended_ns || t->watched)
-			continue;
-		t->watched = true;
-		t->watch_prev = NULL;
-		t->watch_next = watch_head;
-		if (watch_head)
-			watch_head->watch_prev = t;
-		watch_head = t;
-		t->seen_output = UINT64_MAX; /* the first look only takes note */
-		moved++;
+		if (t && !t->ended_ns)
+			out[k++] = t;
 	}
-	return moved;
-}
-
-struct task *task_watch_first(void)
-{
-	return watch_head;
+	return k;
 }
 
 /* The CPU ticks of process pid (utime + stime), 0 when it is gone. */
@@ -1110,15 +1108,6 @@ void leak_forget_task(struct task *t)
 		table_remove(&pid_table[(unsigned)t->pid % SMALL_TABLE], t, true);
 	if (t->func)
 		table_remove(&g_table[t->g.id % SMALL_TABLE], t, false);
-	if (t->watched) {
-		if (t->watch_prev)
-			t->watch_prev->watch_next = t->watch_next;
-		else
-			watch_head = t->watch_next;
-		if (t->watch_next)
-			t->watch_next->watch_prev = t->watch_prev;
-		t->watched = false;
-	}
 	if (!t->func && t->pid > 0 && kill(-t->pid, 0) == 0) {
 		t->behind = true;
 		t->bprev = NULL;

@@ -272,9 +272,6 @@ struct task {
 	bool leaked;             /* killed for a definite leak */
 	struct task *pnext;      /* the pid table */
 	struct task *gnext;      /* the goroutine table (func tasks while they run) */
-	int64_t watch_at;        /* when it is due for a look (suspected) */
-	bool watched;            /* on the watch list */
-	struct task *watch_next, *watch_prev;
 	uint64_t seen_output;    /* its output at the last look */
 	uint64_t seen_cpu;       /* its process's CPU ticks at the last look */
 	bool behind;             /* on the left-behind list */
@@ -379,10 +376,11 @@ struct task *session_task(struct session *s);
 /* Whether every process of an exec task's group waits on gorod (a session
  * with a waiting request) or for its own children. */
 bool task_tree_blocked(struct task *t);
-/* Moves the tasks whose expected lifetime passed by now to the watch list;
- * returns how many moved (at most n are looked at per call). */
-size_t task_watch_due(int64_t now, struct task **unused, size_t n);
-struct task *task_watch_first(void);
+/* The live tasks due for a look (their expected lifetime passed) by now,
+ * at most n of them, into out; each leaves the heap: task_watch_again puts
+ * it back for its next look. */
+size_t task_watch_due(int64_t now, struct task **out, size_t n);
+void task_watch_again(struct task *t, int64_t at);
 /* Whether t used CPU time or wrote output since the last call. */
 bool task_progressed(struct task *t);
 const char *task_blocked_on(const struct task *t, char *buf, size_t len);
