@@ -14,8 +14,8 @@
  * request that would not fit in one message (PROTO_MAX_MESSAGE) is
  * refused here too, since gorod would close the connection for it.
  *
- * The task methods' packers, parsers and public calls are in tasks.c;
- * they use the table and the requests of this file. */
+ * The task methods' packers, parsers and public calls (leaks among them)
+ * are in tasks.c; they use the table and the requests of this file. */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -322,12 +322,15 @@ void client_reply_free(struct goro_reply *r)
 		goro_outcome_clear(&r->wg->first_failure);
 	free(r->wg);
 	free((void *)r->tasks);
+	free((void *)r->leaks);
 	r->json = NULL;
 	r->outcome = NULL;
 	r->logs = NULL;
 	r->wg = NULL;
 	r->tasks = NULL;
 	r->ntasks = 0;
+	r->leaks = NULL;
+	r->nleaks = 0;
 }
 
 /* ---- requests --------------------------------------------------------------------- */

@@ -65,6 +65,9 @@ static const struct optdef {
 	{ "expect", 0, "DUR", OPT_EXPECT,
 	  "how long the task should live; the leak monitor\n"
 	  "flags it after that" },
+	{ "on-leak", 0, "POLICY", OPT_ON_LEAK,
+	  "flag (default): the leak monitor reports the task if it\n"
+	  "can never end; kill: also kills it (state leaked)" },
 	{ "scope", 0, "SCOPE", OPT_SCOPE,
 	  "detached (default): the task outlives goroctl; session:\n"
 	  "goroctl waits for it, and gorod kills it if goroctl ends first" },
@@ -838,16 +841,20 @@ static const struct command commands[] = {
 	  "waits for them all. A line that cannot be spawned is reported on stderr with\n"
 	  "its number; the others go on, and goroctl exits 1.\n"
 	  "\n"
+	  "--expect DUR and --on-leak POLICY tell gorod's leak monitor how long the task\n"
+	  "should live and what to do when it is proven never to end (goroctl help leaks).\n"
+	  "\n"
 	  "Exit code 6 when --key is in use. With --json, {\"id\":N}; with --lines\n"
 	  "{\"line\":L,\"id\":N} per line.\n",
 	  OPT_TIMEOUT | OPT_NAME | OPT_WG | OPT_LOCK | OPT_RLOCK | OPT_SEM | OPT_AFTER |
 	  OPT_KEY | OPT_GRACE | OPT_EXPECT | OPT_SCOPE | OPT_CWD | OPT_CLEAN_ENV |
-	  OPT_STDIN | OPT_OUTPUT_MAX | OPT_FUNC | OPT_LINES,
+	  OPT_STDIN | OPT_OUTPUT_MAX | OPT_FUNC | OPT_LINES | OPT_ON_LEAK,
 	  0, INT_MAX, REST_OWN, ctl_spawn },
 	{ "wait", "wait", "ID..", "wait until tasks end; exit with their status",
 	  "Exits with the task's status as a shell gives it: its exit code, 128+N when\n"
-	  "signal N ended it, 124 when its --timeout passed, 127 when the program was\n"
-	  "not found, 126 when it could not run, 1 for another failure. With several\n"
+	  "signal N ended it, 124 when its --timeout passed, 125 when the leak monitor\n"
+	  "killed it (spawn --on-leak kill), 127 when the program was not found, 126\n"
+	  "when it could not run, 1 for another failure. With several\n"
 	  "IDs, the last one's (like the shell's wait); each one that did not succeed\n"
 	  "gets a line on stderr. Exit 4 when goroctl's own --timeout passed first.\n"
 	  "With --json, one outcome object per ID and line.\n"
@@ -874,6 +881,21 @@ static const struct command commands[] = {
 	  "it waits for if it is queued, and its name or command. With --json, the\n"
 	  "array gorod sends (PROTOCOL.md, ps).\n",
 	  OPT_ALL, 0, 0, REST_OPS, ctl_ps },
+	{ "leaks", "leaks", "", NULL,
+	  "Lists what gorod's leak monitor finds now, oldest first: one line per finding\n"
+	  "(its id, kind, age, who it is about and the owner's command[pid], and the\n"
+	  "reason in one sentence), then the facts behind it, indented. Kinds:\n"
+	  "  definite     blocked on something nothing alive can release: proven\n"
+	  "  suspected    a task alive past its --expect (gorod's --leak-after) while\n"
+	  "               blocked or making no progress\n"
+	  "  left-behind  processes of a task still running after its main process ended\n"
+	  "  hog          a func task that kept a worker thread over 100 ms\n"
+	  "  lock-order   two mutexes taken in both orders: a deadlock waiting to happen\n"
+	  "\n"
+	  "Exits 0 when nothing is found and 1 when something is, so that a script can\n"
+	  "test it: `goroctl leaks >/dev/null || alert`. With --json, the array gorod\n"
+	  "sends (PROTOCOL.md, leaks).\n",
+	  0, 0, 0, REST_OPS, ctl_leaks },
 	{ "stats", "stats", "", NULL, NULL, 0, 0, 0, false, cmd_stats },
 	{ "maxprocs", "maxprocs", "[N]", NULL,
 	  "Without N, prints GOMAXPROCS; with N (1..256), sets it while goroutines run.\n"
@@ -980,7 +1002,7 @@ static void print_help(const struct command *cmd)
 	       "  2  usage error             6  busy: --try found it held\n"
 	       "  3  gorod is not running\n"
 	       "lock exits with CMD's status once CMD ran (128+N when signal N killed it);\n"
-	       "wait with the task's (goroctl help wait).\n"
+	       "wait with the task's (goroctl help wait); leaks exits 1 when it finds any.\n"
 	       "\n"
 	       "With --json, the output is one JSON object on stdout, e.g. {\"count\":3}, and\n"
 	       "a failure is {\"error\":\"ETIMEDOUT\",\"message\":\"...\"}.\n"

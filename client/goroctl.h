@@ -4,7 +4,7 @@
  *                    exit codes, and the commands of the named primitives
  *                    (wg, lock, stats, maxprocs)
  *   goroctl_tasks.c  the task commands: spawn, wait, kill, pause, resume,
- *                    logs, ps
+ *                    logs, ps; and leaks (the leak monitor's findings)
  *
  * Both use libgoro's public API only (goro/goro.h). */
 #ifndef GORO_GOROCTL_H
@@ -24,6 +24,7 @@ enum {
 	EXIT_TIMEDOUT = 4,
 	EXIT_DEADLOCK = 5,    /* EDEADLK */
 	EXIT_BUSY = 6,        /* --try found it held */
+	EXIT_LEAKS_FOUND = 1, /* leaks: the monitor found something */
 };
 
 /* The options, one bit each (optdefs[] in goroctl.c describes them). */
@@ -56,6 +57,7 @@ enum {
 	OPT_STDERR = 1 << 24,
 	OPT_FOLLOW = 1 << 25,
 	OPT_SIGNAL = 1 << 26,
+	OPT_ON_LEAK = 1 << 27,
 };
 #define OPT_GLOBAL (OPT_JSON | OPT_SOCKET | OPT_HELP | OPT_VERSION)
 
@@ -71,6 +73,7 @@ struct ctl_task_opts {
 	int grace_ms, expect_ms; /* 0: gorod's default */
 	int64_t output_max;      /* 0: gorod's default */
 	bool session_scope;      /* --scope session */
+	bool on_leak_kill;       /* --on-leak kill */
 	int sig;                 /* --signal; 0: TERM */
 };
 
@@ -169,5 +172,6 @@ int ctl_pause(struct ctl *x);
 int ctl_resume(struct ctl *x);
 int ctl_logs(struct ctl *x);
 int ctl_ps(struct ctl *x);
+int ctl_leaks(struct ctl *x);
 
 #endif /* GORO_GOROCTL_H */

@@ -7,6 +7,8 @@
  *   kill [-s SIG] ID.., pause ID.., resume ID..
  *   logs ID [--stderr] [--follow]      the task's output, raw
  *   ps [--all]                          a table, or the JSON array
+ *   leaks                               the leak monitor's findings; exits
+ *                                       1 when there are any
  *
  * A spawned command gets what it would get typed in goroctl's shell: the
  * whole environment and the working directory, so `goroctl spawn -- make`
@@ -191,6 +193,11 @@ int ctl_task_opt(struct ctl *x, unsigned bit, const char *value)
 	case OPT_GRACE: return opt_duration(x, "--grace", value, &t->grace_ms);
 	case OPT_EXPECT: return opt_duration(x, "--expect", value, &t->expect_ms);
 	case OPT_OUTPUT_MAX: return opt_size(x, value, &t->output_max);
+	case OPT_ON_LEAK:
+		if (strcmp(value, "kill") != 0 && strcmp(value, "flag") != 0)
+			return ctl_usage_error(x, "--on-leak is flag or kill, not '%s'", value);
+		t->on_leak_kill = value[0] == 'k';
+		break;
 	case OPT_SCOPE:
 		if (strcmp(value, "session") != 0 && strcmp(value, "detached") != 0)
 			return ctl_usage_error(x, "--scope is session or detached, not '%s'", value);
@@ -298,6 +305,11 @@ static const char *describe(const struct goro_outcome *o, char *buf, size_t size
 	case GORO_TASK_LOST:
 		snprintf(buf, size, "was lost: %s",
 			 *o->message ? o->message : goro_strerror(o->error));
+		break;
+	case GORO_TASK_LEAKED:
+		snprintf(buf, size, "was killed by the leak monitor (--on-leak kill): it was "
+			 "blocked on something nothing alive could release; gorod's log says "
+			 "what");
 		break;
 	default:
 		snprintf(buf, size, "is %s", goro_task_state_name(o->state));
@@ -547,6 +559,7 @@ static int build_spec(struct ctl *x, struct goro_spawn *sp, struct spawn_mem *m)
 		.timeout_ms = x->timeout_ms > 0 ? x->timeout_ms : 0,
 		.grace_ms = t->grace_ms, .expect_ms = t->expect_ms,
 		.output_max = t->output_max, .session_scope = t->session_scope,
+		.on_leak_kill = t->on_leak_kill,
 	};
 	if (!exec)
 		return -1;
@@ -1431,4 +1444,104 @@ int ctl_ps(struct ctl *x)
 	if (first)
 		print_tasks(NULL, 0, true);
 	return EXIT_OK;
+}
+
+/* ---- leaks -------------------------------------------------------------------------------- */
+
+/* Who a finding is about, and the process behind it:
+ * "task 12 (goroctl[4411], uid 1000)", or "(pid 4411, uid 1000)". */
+static const char *leak_who(const struct goro_leak *l, char *buf, size_t size)
+{
+	int n;
+
+	if (l->task)
+		n = snprintf(buf, size, "task %" PRIu64, l->task);
+	else if (l->session)
+		n = snprintf(buf, size, "session %" PRIu64, l->session);
+	else if (l->goroutine)
+		n = snprintf(buf, size, "goroutine %" PRIu64, l->goroutine);
+	else
+		n = snprintf(buf, size, "-");
+	if (!l->pid || n < 0 || (size_t)n >= size)
+		return buf;
+	if (l->comm && *l->comm) /* a process that has ended has no comm left */
+		snprintf(buf + n, size - (size_t)n, " (%s[%d], uid %" PRIu32 ")", l->comm, l->pid,
+			 l->uid);
+	else
+		snprintf(buf + n, size - (size_t)n, " (pid %d, uid %" PRIu32 ")", l->pid, l->uid);
+	return buf;
+}
+
+/* s on stdout, its control characters (from gorod: not ours to trust)
+ * shown as '?', then a newline. */
+static void put_line(const char *s)
+{
+	for (; *s; s++)
+		putchar((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s);
+	putchar('\n');
+}
+
+/* The findings as a table: a line each, the facts behind it indented
+ * below (what it is blocked on first). */
+static void print_leaks(const struct goro_leak *l, size_t n)
+{
+	int wid = 2, wkind = 4, wage = 3, wwho = 3;
+	char buf[32], who[512];
+
+	for (size_t i = 0; i < n; i++) {
+		int k = snprintf(buf, sizeof buf, "%" PRIu64, l[i].id);
+
+		wid = k > wid ? k : wid;
+		k = (int)strlen(l[i].kind);
+		wkind = k > wkind ? k : wkind;
+		k = (int)strlen(age_str(l[i].age_ms, buf, sizeof buf));
+		wage = k > wage ? k : wage;
+		k = (int)strlen(leak_who(&l[i], who, sizeof who));
+		wwho = k > wwho ? k : wwho;
+	}
+	printf("%*s  %-*s  %*s  %-*s  REASON\n", wid, "ID", wkind, "KIND", wage, "AGE", wwho,
+	       "WHO");
+	for (size_t i = 0; i < n; i++) {
+		printf("%*" PRIu64 "  %-*s  %*s  %-*s  ", wid, l[i].id, wkind, l[i].kind, wage,
+		       age_str(l[i].age_ms, buf, sizeof buf), wwho, leak_who(&l[i], who, sizeof who));
+		put_line(l[i].reason);
+		if (l[i].blocked_on) {
+			printf("%*s  blocked on: ", wid, "");
+			put_line(l[i].blocked_on);
+		}
+		for (const char *const *h = l[i].history; h && *h; h++) {
+			printf("%*s  ", wid, "");
+			put_line(*h);
+		}
+	}
+}
+
+int ctl_leaks(struct ctl *x)
+{
+	struct goro_leak *l;
+	char *json;
+	size_t n;
+	int rc, err;
+
+	if ((rc = ctl_connect(x)))
+		return rc;
+	if (x->json) {
+		err = goro_leaks_json(x->c, &json);
+		if (err < 0)
+			return ctl_fail(x, err, "leaks", "");
+		puts(json);
+		rc = strcmp(json, "[]") != 0 ? EXIT_LEAKS_FOUND : EXIT_OK;
+		free(json);
+		return rc;
+	}
+	err = goro_leaks(x->c, &l, &n);
+	if (err < 0)
+		return ctl_fail(x, err, "leaks", "");
+	if (n == 0) {
+		puts("no leaks found");
+		return EXIT_OK;
+	}
+	print_leaks(l, n);
+	free(l);
+	return EXIT_LEAKS_FOUND;
 }

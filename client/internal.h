@@ -5,8 +5,8 @@
  *   calls.c    the methods: the table of packers and parsers, checking
  *              arguments, the calls of the named primitives (blocking and
  *              goro_send_*)
- *   tasks.c    the task methods (spawn, wait, kill, ps, logs, wg.status):
- *              their packers, parsers and public calls
+ *   tasks.c    the task methods (spawn, wait, kill, ps, logs, wg.status,
+ *              leaks): their packers, parsers and public calls
  *   json.c     msgpack objects as JSON text (stats, ps, a func's result) */
 #ifndef GORO_CLIENT_INTERNAL_H
 #define GORO_CLIENT_INTERNAL_H
@@ -151,7 +151,7 @@ PROTO_METHODS(CLIENT_OPS_DECL_)
 /* Reads the result of method m into *r. Returns 0, -EPROTO when it does
  * not have the shape PROTOCOL.md gives (proto_methods[m].result), or
  * -ENOMEM. On success *r may hold malloc'd parts (json, outcome, logs,
- * wg, tasks): the caller owns them and frees them with client_reply_free(). */
+ * wg, tasks, leaks): the caller owns them and frees them with client_reply_free(). */
 int client_parse(enum proto_method m, const msgpack_object *result,
 		 struct goro_reply *r);
 

@@ -1,9 +1,10 @@
-/* tasks.c: the task methods as C functions (goro/goro.h, section tasks).
+/* tasks.c: the task methods as C functions (goro/goro.h, sections tasks
+ * and the leak monitor).
  *
- * spawn, wait, kill, pause, resume, ps, logs, logs.read and wg.status:
- * their packers and parsers, which calls.c's table of methods lists, and
- * the public calls, which go through calls.c's requests like every other
- * (client_call_wait(), client_call_queue()).
+ * spawn, wait, kill, pause, resume, ps, logs, logs.read, wg.status and
+ * leaks: their packers and parsers, which calls.c's table of methods
+ * lists, and the public calls, which go through calls.c's requests like
+ * every other (client_call_wait(), client_call_queue()).
  *
  * A spawn carries what a shell would give the command: its argv, the
  * whole environment (a msgpack map built from the "KEY=VALUE" strings),
@@ -41,6 +42,7 @@ static const char *const state_names[] = {
 	[GORO_TASK_TIMEOUT] = "timeout",
 	[GORO_TASK_FAILED] = "failed",
 	[GORO_TASK_LOST] = "lost",
+	[GORO_TASK_LEAKED] = "leaked",
 };
 #define NSTATES (sizeof state_names / sizeof state_names[0])
 
@@ -213,7 +215,7 @@ static uint32_t spawn_nopts(const struct goro_spawn *sp)
 	return (uint32_t)(!!sp->cwd + !!sp->env + !!sp->stdin_len + !!sp->name + !!sp->wg +
 			  !!sp->lock + !!sp->rlock + !!sp->sem + !!sp->nafter + !!sp->key +
 			  !!sp->timeout_ms + !!sp->grace_ms + !!sp->expect_ms +
-			  !!sp->output_max + sp->session_scope);
+			  !!sp->output_max + sp->session_scope + sp->on_leak_kill);
 }
 
 /* [spec, {opts..}?] */
@@ -272,6 +274,8 @@ void client_pack_spawn(msgpack_packer *pk, const struct client_call *a)
 		proto_pack_kv_i64(pk, "output_max", sp->output_max);
 	if (sp->session_scope)
 		proto_pack_kv_str(pk, "scope", "session");
+	if (sp->on_leak_kill)
+		proto_pack_kv_str(pk, "on_leak", "kill");
 }
 
 /* [id] or [id, {nopts options}]: the caller packs the options. */
@@ -358,6 +362,12 @@ void client_pack_wg_status(msgpack_packer *pk, const struct client_call *a)
 {
 	msgpack_pack_array(pk, 1);
 	proto_pack_str(pk, a->name);
+}
+
+/* [] */
+void client_pack_leaks(msgpack_packer *pk, const struct client_call *a)
+{
+	msgpack_pack_array(pk, 0);
 }
 
 /* ---- results ------------------------------------------------------------------------ */
@@ -809,6 +819,172 @@ int client_parse_wg_status(const msgpack_object *res, struct goro_reply *r)
 	return 0;
 }
 
+/* ---- leaks ------------------------------------------------------------------------- */
+
+/* The findings of `leaks` go into one block, as ps's tasks do: the
+ * entries, then every history's pointers, then the strings. One walk
+ * over the array does both jobs: with b->out NULL it checks each entry
+ * and counts what the block needs; with b->out set it fills the block
+ * (the checks then pass, as they passed before). */
+struct leak_block {
+	struct goro_leak *out; /* NULL: only count */
+	const char **ptrs;     /* the next free history pointer */
+	char *chars;           /* the next free string byte */
+	size_t nptr, nchar;    /* counted */
+};
+
+/* The optional string at key in map m into *dst (NULL when absent or
+ * nil): counted, or copied. Returns 0 or -EPROTO. */
+static int leak_str(const msgpack_object *m, const char *key, struct leak_block *b,
+		    const char **dst)
+{
+	const msgpack_object *o = opt(m, key);
+	const char *s;
+	size_t len;
+
+	if (!o)
+		return 0;
+	if (proto_get_str(o, &s, &len) < 0)
+		return -EPROTO;
+	if (!b->out) {
+		b->nchar += len + 1;
+		return 0;
+	}
+	*dst = ps_str(o, &b->chars);
+	return 0;
+}
+
+/* The optional unsigned integer at key in map m (absent or nil: 0). */
+static int opt_u64(const msgpack_object *m, const char *key, uint64_t *v)
+{
+	const msgpack_object *o = opt(m, key);
+
+	*v = 0;
+	if (!o)
+		return 0;
+	if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+		return -EPROTO;
+	*v = o->via.u64;
+	return 0;
+}
+
+/* A finding's owner, {pid, uid, comm}, each optional. */
+static int leak_owner(const msgpack_object *m, struct leak_block *b, struct goro_leak *l)
+{
+	const msgpack_object *owner = opt(m, "owner");
+	int64_t pid, uid;
+
+	if (!owner)
+		return 0;
+	if (!is_map(owner) || get_opt_int(owner, "pid", 0, INT_MAX, 0, &pid) < 0 ||
+	    get_opt_int(owner, "uid", 0, UINT32_MAX, 0, &uid) < 0 ||
+	    leak_str(owner, "comm", b, &l->comm) < 0)
+		return -EPROTO;
+	l->pid = (int)pid;
+	l->uid = (uint32_t)uid;
+	return 0;
+}
+
+/* A finding's history, [str, ..] (absent: none), NULL-terminated. */
+static int leak_history(const msgpack_object *m, struct leak_block *b, struct goro_leak *l)
+{
+	const msgpack_object *h = opt(m, "history");
+	uint32_t n = h && h->type == MSGPACK_OBJECT_ARRAY ? h->via.array.size : 0;
+	const char **v = b->ptrs;
+
+	if (h && h->type != MSGPACK_OBJECT_ARRAY)
+		return -EPROTO;
+	if (!b->out) {
+		b->nptr += n + 1;
+	} else {
+		b->ptrs += n + 1;
+		l->history = v;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		const char *s;
+		size_t len;
+
+		if (proto_get_str(&h->via.array.ptr[i], &s, &len) < 0)
+			return -EPROTO;
+		if (!b->out)
+			b->nchar += len + 1;
+		else
+			v[i] = ps_str(&h->via.array.ptr[i], &b->chars);
+	}
+	if (b->out)
+		v[n] = NULL;
+	return 0;
+}
+
+/* One finding, {id, kind, reason, age_ms, since_ms, task?, goroutine?,
+ * session?, owner, blocked_on?, history}: counted into b, or filled into
+ * *l. Strict on id, kind and reason, which say what the finding is;
+ * liberal on the rest (absent or nil: 0 or NULL). */
+static int leak_entry(const msgpack_object *m, struct leak_block *b, struct goro_leak *l)
+{
+	struct goro_leak x = { 0 };
+
+	if (!is_map(m) || get_u64(m, "id", &x.id) < 0 || !opt(m, "kind") || !opt(m, "reason") ||
+	    leak_str(m, "kind", b, &x.kind) < 0 || leak_str(m, "reason", b, &x.reason) < 0 ||
+	    get_opt_int(m, "age_ms", 0, INT64_MAX, 0, &x.age_ms) < 0 ||
+	    get_opt_int(m, "since_ms", 0, INT64_MAX, 0, &x.since_ms) < 0 ||
+	    opt_u64(m, "task", &x.task) < 0 || opt_u64(m, "goroutine", &x.goroutine) < 0 ||
+	    opt_u64(m, "session", &x.session) < 0 || leak_owner(m, b, &x) < 0 ||
+	    leak_str(m, "blocked_on", b, &x.blocked_on) < 0 || leak_history(m, b, &x) < 0)
+		return -EPROTO;
+	if (l)
+		*l = x;
+	return 0;
+}
+
+/* The leaks array as goro_leak entries in one malloc'd block (*out NULL
+ * when there are none). */
+static int parse_leaks(const msgpack_object *res, struct goro_leak **out, size_t *n)
+{
+	uint32_t count = res->via.array.size;
+	struct leak_block b = { 0 };
+
+	for (uint32_t i = 0; i < count; i++)
+		if (leak_entry(&res->via.array.ptr[i], &b, NULL) < 0)
+			return -EPROTO;
+	*out = NULL;
+	*n = count;
+	if (count == 0)
+		return 0;
+	b.out = malloc(count * sizeof *b.out + b.nptr * sizeof *b.ptrs + b.nchar);
+	if (!b.out)
+		return -ENOMEM;
+	b.ptrs = (const char **)(b.out + count);
+	b.chars = (char *)(b.ptrs + b.nptr);
+	for (uint32_t i = 0; i < count; i++)
+		leak_entry(&res->via.array.ptr[i], &b, &b.out[i]);
+	*out = b.out;
+	return 0;
+}
+
+/* [{id, kind, reason, ...}, ..]: as JSON text in r->json and as structs
+ * in r->leaks. */
+int client_parse_leaks(const msgpack_object *res, struct goro_reply *r)
+{
+	struct goro_leak *l;
+	size_t n;
+	int err;
+
+	if (res->type != MSGPACK_OBJECT_ARRAY)
+		return -EPROTO;
+	err = parse_leaks(res, &l, &n);
+	if (err < 0)
+		return err;
+	r->json = client_json(res);
+	if (!r->json) {
+		free(l);
+		return -ENOMEM;
+	}
+	r->leaks = l;
+	r->nleaks = n;
+	return 0;
+}
+
 /* ---- goro.h: outcomes ------------------------------------------------------------------ */
 
 GORO_EXPORT const char *goro_task_state_name(enum goro_task_state state)
@@ -838,6 +1014,8 @@ GORO_EXPORT int goro_outcome_status(const struct goro_outcome *o)
 		return 128 + (o->signal > 0 ? o->signal : 15); /* a func: as by TERM */
 	case GORO_TASK_TIMEOUT:
 		return 124; /* as timeout(1) */
+	case GORO_TASK_LEAKED:
+		return 125; /* killed by the leak monitor: neither a code nor a signal of its own */
 	case GORO_TASK_FAILED:
 		if (o->error == -ENOENT)
 			return 127; /* as a shell for a command not found */
@@ -952,6 +1130,40 @@ GORO_EXPORT int goro_ps(goro_client *c, bool all, uint64_t after,
 	}
 	if (n)
 		*n = r.ntasks;
+	client_reply_free(&r);
+	return 0;
+}
+
+GORO_EXPORT int goro_leaks_json(goro_client *c, char **json)
+{
+	struct client_call a = { .timeout_ms = -1 };
+	struct goro_reply r;
+	int err = client_call_wait(c, PROTO_M_leaks, &a, &r);
+
+	if (err < 0)
+		return err;
+	if (json) {
+		*json = (char *)r.json;
+		r.json = NULL; /* moved to *json */
+	}
+	client_reply_free(&r);
+	return 0;
+}
+
+GORO_EXPORT int goro_leaks(goro_client *c, struct goro_leak **leaks, size_t *n)
+{
+	struct client_call a = { .timeout_ms = -1 };
+	struct goro_reply r;
+	int err = client_call_wait(c, PROTO_M_leaks, &a, &r);
+
+	if (err < 0)
+		return err;
+	if (leaks) {
+		*leaks = (struct goro_leak *)r.leaks;
+		r.leaks = NULL; /* moved to *leaks */
+	}
+	if (n)
+		*n = r.nleaks;
 	client_reply_free(&r);
 	return 0;
 }

@@ -266,6 +266,11 @@ struct goro_spawn {
 	int expect_ms;           /* 0: gorod's --leak-after */
 	int64_t output_max;      /* bytes kept per stream; 0: gorod's default */
 	bool session_scope;      /* killed when this session ends */
+	/* What the leak monitor does when it proves the task can never end
+	 * (a definite finding about it): false (gorod's `flag`) only reports
+	 * it; true (`kill`) also kills the task, which then ends in state
+	 * GORO_TASK_LEAKED. */
+	bool on_leak_kill;
 };
 
 /* A task's state (PROTOCOL.md, Tasks). */
@@ -279,6 +284,7 @@ enum goro_task_state {
 	GORO_TASK_TIMEOUT,
 	GORO_TASK_FAILED,
 	GORO_TASK_LOST,
+	GORO_TASK_LEAKED, /* killed by the leak monitor (on_leak_kill) */
 };
 
 /* The state's name on the wire ("exited"); never NULL. */
@@ -304,8 +310,8 @@ GORO_EXPORT void goro_outcome_clear(struct goro_outcome *o);
 
 /* The exit status a shell would give this outcome: the code for exited,
  * 128 + signal for signaled and killed, 124 for timeout (as timeout(1)),
- * 127 for a program that does not exist, 126 for one that cannot run,
- * 1 for any other failure. */
+ * 125 for leaked (killed by the leak monitor), 127 for a program that does
+ * not exist, 126 for one that cannot run, 1 for any other failure. */
 GORO_EXPORT int goro_outcome_status(const struct goro_outcome *o);
 
 /* Starts a task; its id goes to *id. */
@@ -393,6 +399,37 @@ GORO_EXPORT int goro_wg_status(goro_client *c, const char *name, struct goro_wg_
 GORO_EXPORT int goro_wg_wait_status(goro_client *c, const char *name, int timeout_ms,
 				    struct goro_wg_status *out);
 
+/* ---- the leak monitor -------------------------------------------------------- */
+
+/* One finding of gorod's leak monitor (PROTOCOL.md, leaks): a goroutine or
+ * process that will never end, or a deadlock waiting to happen, and why.
+ * Strings are NUL-terminated (a NUL byte from gorod ends them early). */
+struct goro_leak {
+	uint64_t id;             /* the finding's own number (increasing) */
+	const char *kind;        /* "definite", "suspected", "left-behind", "hog",
+				  * "lock-order" (a newer gorod may add kinds) */
+	const char *reason;      /* one sentence a person can act on */
+	int64_t age_ms;          /* how long the goroutine or process has lived */
+	int64_t since_ms;        /* when the finding was made, Unix time */
+	uint64_t task;           /* the task it is about, or 0 */
+	uint64_t goroutine;      /* the goroutine it is about, or 0 */
+	uint64_t session;        /* the session it is about, or 0 */
+	int pid;                 /* the process behind it (the owner), or 0 */
+	uint32_t uid;            /* the owner's uid, when pid is not 0 */
+	const char *comm;        /* the owner's command name, or NULL */
+	const char *blocked_on;  /* what it waits for ("wg g"), or NULL */
+	const char *const *history; /* the facts behind it, NULL-terminated */
+};
+
+/* What the leak monitor finds now, oldest first, as JSON text (an array of
+ * PROTOCOL.md's leaks entries) in *json, which the caller frees. */
+GORO_EXPORT int goro_leaks_json(goro_client *c, char **json);
+
+/* goro_leaks_json() as C structs: *leaks gets an array of *n findings in
+ * one malloc'd block (the strings too) that the caller frees with free().
+ * *leaks is NULL when *n is 0: nothing found. */
+GORO_EXPORT int goro_leaks(goro_client *c, struct goro_leak **leaks, size_t *n);
+
 /* ---- deferred releases ------------------------------------------------------ */
 
 /* Sends what is queued and waits until every request sent before the call
@@ -418,7 +455,7 @@ struct goro_reply {
 	int64_t count;             /* wg_add, wg_done */
 	struct goro_grant grant;   /* mutex_lock, sem_acquire */
 	int maxprocs, previous;    /* maxprocs */
-	const char *json;          /* stats, ps: the JSON text, as goro_stats_json() */
+	const char *json;          /* stats, ps, leaks: the JSON text, as goro_stats_json() */
 	struct goro_hello hello;   /* hello */
 	uint64_t id;               /* spawn */
 	struct goro_outcome *outcome; /* wait */
@@ -426,6 +463,8 @@ struct goro_reply {
 	struct goro_wg_status *wg; /* wg_status, wg_wait (count and waiters 0) */
 	const struct goro_task_info *tasks; /* ps, as goro_ps() */
 	size_t ntasks;
+	const struct goro_leak *leaks; /* leaks, as goro_leaks() */
+	size_t nleaks;
 };
 
 /* Called once per request sent with goro_send_*(): with err 0 or the
