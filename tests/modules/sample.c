@@ -27,6 +27,10 @@
  *   sample.selftest
  *	returns what goro_func_register() said at load time to a built-in's
  *	name, a name taken twice and an empty name, and goro_module_api().
+ *   sample.hog MS
+ *	keeps its worker thread busy for MS milliseconds without ever
+ *	yielding (what module.h says not to do), then prints "hogged MS ms":
+ *	the leak monitor's hog finding (tests/test_leaks.c).
  *
  * Every function checks its arguments' types first and refuses bad ones
  * with EINVAL: a test sends wrong ones on purpose.
@@ -42,6 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "goro/module.h"
@@ -355,6 +360,28 @@ static int sample_selftest(struct goro_task *t, const struct goro_value *args, s
 	return goro_task_result(t, &map);
 }
 
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int sample_hog(struct goro_task *t, const struct goro_value *args, size_t nargs)
+{
+	volatile uint64_t spins = 0;
+	int64_t end;
+
+	if (nargs != 1 || !int_in(&args[0], 1, 60000))
+		return goro_task_fail(t, -EINVAL, "sample.hog wants MS (1..60000)");
+	end = mono_ms() + args[0].i;
+	while (mono_ms() < end) /* no goro_yield(): on purpose */
+		spins++;
+	goro_task_print(t, false, "hogged %lld ms\n", (long long)args[0].i);
+	return 0;
+}
+
 /* ---- loading ------------------------------------------------------------------------ */
 
 int goro_module_init(struct goro_module *m)
@@ -366,6 +393,7 @@ int goro_module_init(struct goro_module *m)
 		{ "sample.work", sample_work },	    { "sample.values", sample_values },
 		{ "sample.fail", sample_fail },	    { "sample.hold", sample_hold },
 		{ "sample.block", sample_block },   { "sample.selftest", sample_selftest },
+		{ "sample.hog", sample_hog },
 	};
 
 	if (goro_module_api() != GORO_MODULE_API)
