@@ -255,6 +255,8 @@ void nwg_task_started(const char *name, size_t len);
 void nwg_task_ended(const char *name, size_t len, bool started, bool ok,
 		    const struct task_brief *b, struct task *t);
 uint64_t task_id_of(const struct task *t);
+/* Where task t sits among its WaitGroup's bound tasks (wg.c). */
+size_t *task_bound_slot(struct task *t);
 /* names_lock held: the group's counter, waiters and round; false when the
  * name is not in use. */
 bool nwg_status(const char *name, size_t len, int64_t *count, int64_t *waiters,

@@ -53,13 +53,22 @@ static struct edge *edge_find(const char *from, const char *to)
 /* Who s is, for the history: a task, or a session and its process. */
 static char *who(struct session *s, const char *a, const char *b)
 {
-	char *w = NULL;
+	char *w = NULL, comm[32] = "", path[64];
 	struct task *t = session_task(s);
+	FILE *f;
+	int n;
 
-	int n = t ? asprintf(&w, "task %llu took %s, then %s", (unsigned long long)t->id, a, b)
-		  : asprintf(&w, "session %llu (pid %d) took %s, then %s",
-			     (unsigned long long)s->id, (int)s->pid, a, b);
-
+	if (!t) {
+		snprintf(path, sizeof path, "/proc/%d/comm", (int)s->pid);
+		if ((f = fopen(path, "re"))) {
+			if (fgets(comm, sizeof comm, f))
+				comm[strcspn(comm, "\n")] = '\0';
+			fclose(f);
+		}
+	}
+	n = t ? asprintf(&w, "task %llu took %s, then %s", (unsigned long long)t->id, a, b)
+	      : asprintf(&w, "session %llu (pid %d%s%s) took %s, then %s",
+			 (unsigned long long)s->id, (int)s->pid, comm[0] ? ", " : "", comm, a, b);
 	return n < 0 ? NULL : w;
 }
 

@@ -919,6 +919,11 @@ uint64_t task_id_of(const struct task *t)
 	return t->id;
 }
 
+size_t *task_bound_slot(struct task *t)
+{
+	return &t->wg_slot;
+}
+
 struct task *task_live_head(void)
 {
 	return live_head;

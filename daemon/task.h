@@ -269,6 +269,7 @@ struct task {
 	bool queued;             /* on the queued list */
 	struct task *qnext, *qprev;
 	bool on_leak_kill;       /* spawn's on_leak: "kill" */
+	size_t wg_slot;          /* its place among its WaitGroup's bound tasks */
 	bool leaked;             /* killed for a definite leak */
 	struct task *pnext;      /* the pid table */
 	struct task *gnext;      /* the goroutine table (func tasks while they run) */

@@ -309,17 +309,19 @@ void nwg_task_bound(const char *name, size_t len, struct task *t)
 		wg->bound = v;
 		wg->bound_cap = cap;
 	}
+	*task_bound_slot(t) = wg->nbound;
 	wg->bound[wg->nbound++] = t;
 }
 
+/* Takes t off the bound tasks in O(1): each knows its slot. */
 static void unbind(struct nwg *wg, struct task *t)
 {
-	for (size_t i = 0; i < wg->nbound; i++) {
-		if (wg->bound[i] == t) {
-			wg->bound[i] = wg->bound[--wg->nbound];
-			return;
-		}
-	}
+	size_t i = *task_bound_slot(t);
+
+	if (i >= wg->nbound || wg->bound[i] != t)
+		return; /* never bound (out of memory then) */
+	wg->bound[i] = wg->bound[--wg->nbound];
+	*task_bound_slot(wg->bound[i]) = i;
 }
 
 bool nwg_each_holder(void *prim, nwg_holder_fn fn, void *arg)
