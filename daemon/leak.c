@@ -858,18 +858,27 @@ static void pack_finding(msgpack_packer *pk, const struct finding *f, int64_t no
 	}
 }
 
+/* The reply lists the oldest findings that fit in about LEAKS_REPLY_BYTES
+ * (a reply must fit in a message); stats counts them all. */
+#define LEAKS_REPLY_BYTES (768 * 1024)
+
 static void pack_leaks(msgpack_packer *pk, void *unused)
 {
+	msgpack_sbuffer sb;
+	msgpack_packer tpk;
 	int64_t now = rt_now();
 	size_t n = 0;
 
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&tpk, &sb, msgpack_sbuffer_write);
 	rt_mutex_lock_nocancel(&names_lock);
-	for (struct finding *f = findings; f; f = f->next)
-		n++;
-	msgpack_pack_array(pk, n);
-	for (struct finding *f = findings; f; f = f->next)
-		pack_finding(pk, f, now);
+	for (struct finding *f = findings; f && sb.size < LEAKS_REPLY_BYTES; f = f->next, n++)
+		pack_finding(&tpk, f, now);
 	rt_mutex_unlock(&names_lock);
+	msgpack_pack_array(pk, n);
+	if (sb.size)
+		pk->callback(pk->data, sb.data, sb.size);
+	msgpack_sbuffer_destroy(&sb);
 }
 
 void rpc_leaks(struct session *s, const struct proto_msg *m)
