@@ -137,6 +137,11 @@ static void *sysmon_main(void *arg)
 		    netpoll_try_own()) {
 			netpoll_poll(NULL, false);
 			netpoll_disown();
+			/* A worker that went idle while this poll owned the
+			 * poller slept on its futex instead of polling: if all
+			 * did, nobody polls now. Wake one; it will. */
+			if (netpoll_has_waiters() && all_idle())
+				sched_wakep();
 		}
 		if (now - last_scavenge > 1000 * 1000 * 1000LL) {
 			stack_scavenge();
