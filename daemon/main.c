@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -95,6 +97,47 @@ static int parse_duration(const char *s, const char *flag, int64_t *ms)
 	}
 	*ms = n * mul;
 	return 0;
+}
+
+/* The listening socket systemd (or systemd-socket-activate) passed, if any:
+ * with socket activation the first client's connection waits in that
+ * socket while gorod starts, and the socket outlives a restart. Returns the
+ * fd (non-blocking, close-on-exec; its path, for messages, in path), or
+ * -ENOENT when none was passed, or another negative code having said why. */
+static int activated_socket(char *path, size_t len)
+{
+	char **names = NULL;
+	int n = sd_listen_fds_with_names(1, &names), fd = -ENOENT;
+
+	if (n < 0) {
+		fprintf(stderr, "gorod: the sockets systemd passed: %s\n", strerror(-n));
+		return n;
+	}
+	for (int i = 0; i < n; i++) {
+		int cand = SD_LISTEN_FDS_START + i;
+		if (fd < 0 && sd_is_socket_unix(cand, SOCK_STREAM, 1, NULL, 0) > 0)
+			fd = cand;
+		else
+			close(cand); /* not ours to serve */
+	}
+	for (int i = 0; names && names[i]; i++)
+		free(names[i]);
+	free(names);
+	if (n > 0 && fd < 0) {
+		fprintf(stderr, "gorod: systemd passed %d socket%s, none a listening Unix stream "
+			"socket; check ListenStream= in gorod.socket\n", n, n == 1 ? "" : "s");
+		return -EINVAL;
+	}
+	if (fd >= 0) {
+		struct sockaddr_un sa;
+		socklen_t sl = sizeof sa;
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+		fcntl(fd, F_SETFD, FD_CLOEXEC);
+		if (getsockname(fd, (struct sockaddr *)&sa, &sl) == 0 && sa.sun_family == AF_UNIX &&
+		    sa.sun_path[0])
+			snprintf(path, len, "%s", sa.sun_path);
+	}
+	return fd;
 }
 
 /* Parses argv into *opt. Returns 0, 1 when gorod should exit 0 at once
@@ -284,6 +327,7 @@ int main(int argc, char **argv)
 	struct options opt = { 0 };
 	struct main_args ma = { 0 };
 	char path[256];
+	bool activated = false;
 	sigset_t mask;
 	int sfd, lfd, r;
 
@@ -325,7 +369,11 @@ int main(int argc, char **argv)
 	}
 	if (opt.module_dir && module_load_dir(opt.module_dir) < 0)
 		return 1;
-	lfd = server_listen(path);
+	lfd = activated_socket(path, sizeof path);
+	if (lfd == -ENOENT)
+		lfd = server_listen(path);
+	else
+		activated = lfd >= 0;
 	if (lfd < 0)
 		return 1;
 	gorod_started_ns = rt_now();
@@ -338,7 +386,8 @@ int main(int argc, char **argv)
 	ma = (struct main_args){ .sfd = sfd, .lfd = lfd, .path = path };
 	rt_run(main_goroutine, &ma);
 	close(lfd);
-	unlink(path);
+	if (!activated) /* systemd's socket stays, for the next start */
+		unlink(path);
 	r = rt_shutdown();
 	if (r < 0)
 		fprintf(stderr, "gorod: shutdown: %s\n", proto_strerror(r));
