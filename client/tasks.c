@@ -583,116 +583,117 @@ int client_parse_resume(const msgpack_object *res, struct goro_reply *r)
 	return is_map(res) ? 0 : -EPROTO;
 }
 
-/* What one ps entry needs in a goro_ps() block: pointers (argv) and
- * string bytes. Returns 0, or -EPROTO when the entry is malformed. */
-static int ps_entry_size(const msgpack_object *t, size_t *nptr, size_t *nchar)
+/* Parsed entries (goro_ps, goro_leaks) go in one malloc'd block: the
+ * entries, then the string arrays' pointers, then the strings. One walk
+ * over the reply's array does both jobs: with out NULL it checks each
+ * entry and counts what the block needs; with out set it fills the block
+ * (the checks then pass, as they passed before). */
+struct block {
+	void *out;             /* NULL: only count */
+	const char **ptrs;     /* the next free pointer */
+	char *chars;           /* the next free string byte */
+	size_t nptr, nchar;    /* counted */
+};
+
+/* The optional string o (NULL, or absent: *dst NULL) into the block:
+ * counted, or copied. Returns 0 or -EPROTO. */
+static int block_str(const msgpack_object *o, struct block *b, const char **dst)
 {
-	static const char *const strs[] = { "name", "func", "blocked_on" };
-	const msgpack_object *argv = opt(t, "argv");
-	enum goro_task_state st;
-	uint64_t u;
-	int64_t v;
-	bool func;
 	const char *s;
 	size_t len;
 
-	if (!is_map(t) || get_u64(t, "id", &u) < 0 ||
-	    parse_state(proto_opt(t, "state"), &st) < 0 ||
-	    parse_kind(proto_opt(t, "kind"), &func) < 0 ||
-	    int_in(proto_opt(t, "uid"), 0, UINT32_MAX, &v) < 0 ||
-	    int_in(proto_opt(t, "age_ms"), 0, INT64_MAX, &v) < 0 ||
-	    get_opt_int(t, "pid", 0, INT_MAX, 0, &v) < 0)
-		return -EPROTO;
-	for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
-		const msgpack_object *o = opt(t, strs[i]);
-
-		if (o && proto_get_str(o, &s, &len) < 0)
-			return -EPROTO;
-		*nchar += o ? len + 1 : 0;
-	}
-	if (!argv)
+	if (!o)
 		return 0;
-	if (argv->type != MSGPACK_OBJECT_ARRAY)
+	if (proto_get_str(o, &s, &len) < 0)
 		return -EPROTO;
-	*nptr += argv->via.array.size + 1;
-	for (uint32_t i = 0; i < argv->via.array.size; i++) {
-		if (proto_get_str(&argv->via.array.ptr[i], &s, &len) < 0)
-			return -EPROTO;
-		*nchar += len + 1;
+	if (!b->out) {
+		b->nchar += len + 1;
+		return 0;
 	}
+	memcpy(b->chars, s, len);
+	b->chars[len] = '\0';
+	*dst = b->chars;
+	b->chars += len + 1;
 	return 0;
 }
 
-/* A string field of a ps entry, copied to *chars (which it advances), or
- * NULL when absent. ps_entry_size() checked its type. */
-static const char *ps_str(const msgpack_object *o, char **chars)
+/* The optional array of strings a into the block, NULL-terminated (absent:
+ * *dst NULL, or an empty list when always). Returns 0 or -EPROTO. */
+static int block_strv(const msgpack_object *a, struct block *b, bool always,
+		      const char *const **dst)
 {
-	const char *s, *copy = *chars;
-	size_t len;
+	uint32_t n = a && a->type == MSGPACK_OBJECT_ARRAY ? a->via.array.size : 0;
+	const char **v = b->ptrs;
 
-	if (!o)
-		return NULL;
-	proto_get_str(o, &s, &len);
-	memcpy(*chars, s, len);
-	(*chars)[len] = '\0';
-	*chars += len + 1;
-	return copy;
+	if (a && a->type != MSGPACK_OBJECT_ARRAY)
+		return -EPROTO;
+	if (!a && !always)
+		return 0;
+	if (!b->out) {
+		b->nptr += n + 1;
+	} else {
+		b->ptrs += n + 1;
+		*dst = v;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		if (block_str(&a->via.array.ptr[i], b, b->out ? &v[i] : NULL) < 0)
+			return -EPROTO;
+	if (b->out)
+		v[n] = NULL;
+	return 0;
 }
 
-/* Fills *ti from a ps entry that ps_entry_size() accepted. */
-static void ps_entry_fill(const msgpack_object *t, struct goro_task_info *ti,
-			  const char ***ptrs, char **chars)
-{
-	const msgpack_object *argv = opt(t, "argv");
-	int64_t v = 0;
-	bool func;
+/* Checks or fills one entry: entry is NULL when counting. */
+typedef int (*block_entry_fn)(const msgpack_object *m, struct block *b, void *entry);
 
-	memset(ti, 0, sizeof *ti);
-	get_u64(t, "id", &ti->id);
-	parse_state(proto_opt(t, "state"), &ti->state);
-	parse_kind(proto_opt(t, "kind"), &func);
-	int_in(proto_opt(t, "uid"), 0, UINT32_MAX, &v);
-	ti->uid = (uint32_t)v;
-	int_in(proto_opt(t, "age_ms"), 0, INT64_MAX, &ti->age_ms);
-	get_opt_int(t, "pid", 0, INT_MAX, 0, &v);
-	ti->pid = (int)v;
-	ti->name = ps_str(opt(t, "name"), chars);
-	ti->func = ps_str(opt(t, "func"), chars);
-	ti->blocked_on = ps_str(opt(t, "blocked_on"), chars);
-	if (!argv)
-		return;
-	ti->argv = *ptrs;
-	for (uint32_t i = 0; i < argv->via.array.size; i++)
-		(*ptrs)[i] = ps_str(&argv->via.array.ptr[i], chars);
-	(*ptrs)[argv->via.array.size] = NULL;
-	*ptrs += argv->via.array.size + 1;
-}
-
-/* The ps array as goro_task_info entries in one block: the entries, then
- * the argv pointers, then the strings. */
-static int parse_tasks(const msgpack_object *res, struct goro_task_info **out, size_t *n)
+/* The reply's array as entries of entry_size in one block (*out NULL when
+ * there are none). Returns 0, -EPROTO or -ENOMEM. */
+static int parse_block(const msgpack_object *res, size_t entry_size, block_entry_fn fn,
+		       void **out, size_t *n)
 {
 	uint32_t count = res->via.array.size;
-	size_t nptr = 0, nchar = 0;
-	struct goro_task_info *ti;
-	const char **ptrs;
-	char *chars;
+	struct block b = { 0 };
 
 	for (uint32_t i = 0; i < count; i++)
-		if (ps_entry_size(&res->via.array.ptr[i], &nptr, &nchar) < 0)
+		if (fn(&res->via.array.ptr[i], &b, NULL) < 0)
 			return -EPROTO;
 	*out = NULL;
 	*n = count;
 	if (count == 0)
 		return 0;
-	ti = malloc(count * sizeof *ti + nptr * sizeof *ptrs + nchar);
-	if (!ti)
+	b.out = malloc(count * entry_size + b.nptr * sizeof *b.ptrs + b.nchar);
+	if (!b.out)
 		return -ENOMEM;
-	ptrs = (const char **)(ti + count);
-	chars = (char *)(ptrs + nptr);
+	b.ptrs = (const char **)((char *)b.out + count * entry_size);
+	b.chars = (char *)(b.ptrs + b.nptr);
 	for (uint32_t i = 0; i < count; i++)
-		ps_entry_fill(&res->via.array.ptr[i], &ti[i], &ptrs, &chars);
-	*out = ti;
+		fn(&res->via.array.ptr[i], &b, (char *)b.out + i * entry_size);
+	*out = b.out;
+	return 0;
+}
+
+/* One ps entry, {id, state, kind, name?, argv? | func?, uid, pid?, age_ms,
+ * blocked_on?}: checked and counted into b, or filled into *entry. */
+static int ps_entry(const msgpack_object *t, struct block *b, void *entry)
+{
+	struct goro_task_info x = { 0 };
+	int64_t uid, pid;
+	bool func;
+
+	if (!is_map(t) || get_u64(t, "id", &x.id) < 0 ||
+	    parse_state(proto_opt(t, "state"), &x.state) < 0 ||
+	    parse_kind(proto_opt(t, "kind"), &func) < 0 ||
+	    int_in(proto_opt(t, "uid"), 0, UINT32_MAX, &uid) < 0 ||
+	    int_in(proto_opt(t, "age_ms"), 0, INT64_MAX, &x.age_ms) < 0 ||
+	    get_opt_int(t, "pid", 0, INT_MAX, 0, &pid) < 0 ||
+	    block_str(opt(t, "name"), b, &x.name) < 0 || block_str(opt(t, "func"), b, &x.func) < 0 ||
+	    block_str(opt(t, "blocked_on"), b, &x.blocked_on) < 0 ||
+	    block_strv(opt(t, "argv"), b, false, &x.argv) < 0)
+		return -EPROTO;
+	x.uid = (uint32_t)uid;
+	x.pid = (int)pid;
+	if (entry)
+		*(struct goro_task_info *)entry = x;
 	return 0;
 }
 
@@ -706,7 +707,7 @@ int client_parse_ps(const msgpack_object *res, struct goro_reply *r)
 
 	if (res->type != MSGPACK_OBJECT_ARRAY)
 		return -EPROTO;
-	err = parse_tasks(res, &ti, &n);
+	err = parse_block(res, sizeof *ti, ps_entry, (void **)&ti, &n);
 	if (err < 0)
 		return err;
 	r->json = client_json(res);
@@ -821,39 +822,6 @@ int client_parse_wg_status(const msgpack_object *res, struct goro_reply *r)
 
 /* ---- leaks ------------------------------------------------------------------------- */
 
-/* The findings of `leaks` go into one block, as ps's tasks do: the
- * entries, then every history's pointers, then the strings. One walk
- * over the array does both jobs: with b->out NULL it checks each entry
- * and counts what the block needs; with b->out set it fills the block
- * (the checks then pass, as they passed before). */
-struct leak_block {
-	struct goro_leak *out; /* NULL: only count */
-	const char **ptrs;     /* the next free history pointer */
-	char *chars;           /* the next free string byte */
-	size_t nptr, nchar;    /* counted */
-};
-
-/* The optional string at key in map m into *dst (NULL when absent or
- * nil): counted, or copied. Returns 0 or -EPROTO. */
-static int leak_str(const msgpack_object *m, const char *key, struct leak_block *b,
-		    const char **dst)
-{
-	const msgpack_object *o = opt(m, key);
-	const char *s;
-	size_t len;
-
-	if (!o)
-		return 0;
-	if (proto_get_str(o, &s, &len) < 0)
-		return -EPROTO;
-	if (!b->out) {
-		b->nchar += len + 1;
-		return 0;
-	}
-	*dst = ps_str(o, &b->chars);
-	return 0;
-}
-
 /* The optional unsigned integer at key in map m (absent or nil: 0). */
 static int opt_u64(const msgpack_object *m, const char *key, uint64_t *v)
 {
@@ -869,7 +837,7 @@ static int opt_u64(const msgpack_object *m, const char *key, uint64_t *v)
 }
 
 /* A finding's owner, {pid, uid, comm}, each optional. */
-static int leak_owner(const msgpack_object *m, struct leak_block *b, struct goro_leak *l)
+static int leak_owner(const msgpack_object *m, struct block *b, struct goro_leak *l)
 {
 	const msgpack_object *owner = opt(m, "owner");
 	int64_t pid, uid;
@@ -878,41 +846,10 @@ static int leak_owner(const msgpack_object *m, struct leak_block *b, struct goro
 		return 0;
 	if (!is_map(owner) || get_opt_int(owner, "pid", 0, INT_MAX, 0, &pid) < 0 ||
 	    get_opt_int(owner, "uid", 0, UINT32_MAX, 0, &uid) < 0 ||
-	    leak_str(owner, "comm", b, &l->comm) < 0)
+	    block_str(opt(owner, "comm"), b, &l->comm) < 0)
 		return -EPROTO;
 	l->pid = (int)pid;
 	l->uid = (uint32_t)uid;
-	return 0;
-}
-
-/* A finding's history, [str, ..] (absent: none), NULL-terminated. */
-static int leak_history(const msgpack_object *m, struct leak_block *b, struct goro_leak *l)
-{
-	const msgpack_object *h = opt(m, "history");
-	uint32_t n = h && h->type == MSGPACK_OBJECT_ARRAY ? h->via.array.size : 0;
-	const char **v = b->ptrs;
-
-	if (h && h->type != MSGPACK_OBJECT_ARRAY)
-		return -EPROTO;
-	if (!b->out) {
-		b->nptr += n + 1;
-	} else {
-		b->ptrs += n + 1;
-		l->history = v;
-	}
-	for (uint32_t i = 0; i < n; i++) {
-		const char *s;
-		size_t len;
-
-		if (proto_get_str(&h->via.array.ptr[i], &s, &len) < 0)
-			return -EPROTO;
-		if (!b->out)
-			b->nchar += len + 1;
-		else
-			v[i] = ps_str(&h->via.array.ptr[i], &b->chars);
-	}
-	if (b->out)
-		v[n] = NULL;
 	return 0;
 }
 
@@ -920,45 +857,21 @@ static int leak_history(const msgpack_object *m, struct leak_block *b, struct go
  * session?, owner, blocked_on?, history}: counted into b, or filled into
  * *l. Strict on id, kind and reason, which say what the finding is;
  * liberal on the rest (absent or nil: 0 or NULL). */
-static int leak_entry(const msgpack_object *m, struct leak_block *b, struct goro_leak *l)
+static int leak_entry(const msgpack_object *m, struct block *b, void *entry)
 {
 	struct goro_leak x = { 0 };
 
 	if (!is_map(m) || get_u64(m, "id", &x.id) < 0 || !opt(m, "kind") || !opt(m, "reason") ||
-	    leak_str(m, "kind", b, &x.kind) < 0 || leak_str(m, "reason", b, &x.reason) < 0 ||
+	    block_str(opt(m, "kind"), b, &x.kind) < 0 || block_str(opt(m, "reason"), b, &x.reason) < 0 ||
 	    get_opt_int(m, "age_ms", 0, INT64_MAX, 0, &x.age_ms) < 0 ||
 	    get_opt_int(m, "since_ms", 0, INT64_MAX, 0, &x.since_ms) < 0 ||
 	    opt_u64(m, "task", &x.task) < 0 || opt_u64(m, "goroutine", &x.goroutine) < 0 ||
 	    opt_u64(m, "session", &x.session) < 0 || leak_owner(m, b, &x) < 0 ||
-	    leak_str(m, "blocked_on", b, &x.blocked_on) < 0 || leak_history(m, b, &x) < 0)
+	    block_str(opt(m, "blocked_on"), b, &x.blocked_on) < 0 ||
+	    block_strv(opt(m, "history"), b, true, &x.history) < 0)
 		return -EPROTO;
-	if (l)
-		*l = x;
-	return 0;
-}
-
-/* The leaks array as goro_leak entries in one malloc'd block (*out NULL
- * when there are none). */
-static int parse_leaks(const msgpack_object *res, struct goro_leak **out, size_t *n)
-{
-	uint32_t count = res->via.array.size;
-	struct leak_block b = { 0 };
-
-	for (uint32_t i = 0; i < count; i++)
-		if (leak_entry(&res->via.array.ptr[i], &b, NULL) < 0)
-			return -EPROTO;
-	*out = NULL;
-	*n = count;
-	if (count == 0)
-		return 0;
-	b.out = malloc(count * sizeof *b.out + b.nptr * sizeof *b.ptrs + b.nchar);
-	if (!b.out)
-		return -ENOMEM;
-	b.ptrs = (const char **)(b.out + count);
-	b.chars = (char *)(b.ptrs + b.nptr);
-	for (uint32_t i = 0; i < count; i++)
-		leak_entry(&res->via.array.ptr[i], &b, &b.out[i]);
-	*out = b.out;
+	if (entry)
+		*(struct goro_leak *)entry = x;
 	return 0;
 }
 
@@ -972,7 +885,7 @@ int client_parse_leaks(const msgpack_object *res, struct goro_reply *r)
 
 	if (res->type != MSGPACK_OBJECT_ARRAY)
 		return -EPROTO;
-	err = parse_leaks(res, &l, &n);
+	err = parse_block(res, sizeof *l, leak_entry, (void **)&l, &n);
 	if (err < 0)
 		return err;
 	r->json = client_json(res);
