@@ -351,6 +351,7 @@ void leak_changed(void);
 int leak_start(void);
 void leak_stop(void);
 void leak_pack_counts(msgpack_packer *pk);
+size_t leak_count(void); /* findings now (names_lock) */
 /* names_lock held: a lock-order inversion of mutexes a and b was seen. */
 void leak_lock_order(const char *a, const char *b, const char *first, const char *second);
 /* names_lock held: s was granted mutex g while holding its other grants. */

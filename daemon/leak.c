@@ -890,6 +890,15 @@ void rpc_leaks(struct session *s, const struct proto_msg *m)
 	session_reply(s, m->msgid, 0, NULL, pack_leaks, NULL, false);
 }
 
+size_t leak_count(void)
+{
+	size_t n = 0;
+
+	for (struct finding *f = findings; f; f = f->next)
+		n++;
+	return n;
+}
+
 void leak_pack_counts(msgpack_packer *pk)
 {
 	size_t now[LK_KINDS] = { 0 };

@@ -9,7 +9,6 @@
  * SIGUSR1 logs the scheduler's counters. */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,91 +19,18 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#include "task.h"
-
-struct options {
-	int maxprocs;
-	const char *socket;
-	const char *module_dir;
-};
-
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"Usage: gorod [--socket PATH] [--maxprocs N] [--module-dir DIR] [OPTIONS]\n"
-		"\n"
-		"The gorod daemon: a goroutine runtime shared by every process.\n"
-		"\n"
-		"  -s, --socket PATH  where to listen; default: $GOROD_SOCKET, else\n"
-		"                     $XDG_RUNTIME_DIR/gorod.sock, else /run/gorod/gorod.sock\n"
-		"  -p, --maxprocs N   worker threads (GOMAXPROCS); default: the CPUs\n"
-		"                     this process may use\n"
-		"  -m, --module-dir DIR  load the task functions of every *.so in DIR\n"
-		"      --output-max BYTES  task output kept per stream (default 1M;\n"
-		"                     suffixes K, M, G)\n"
-		"      --keep-tasks N     finished tasks kept for wait and logs (10000)\n"
-		"      --keep-age DUR     ... and for how long (1h; 250ms, 2s, 1m, 1h)\n"
-		"      --keep-output BYTES  output kept over all finished tasks (256M)\n"
-		"      --leak-after DUR   a task alive this long without progress is a\n"
-		"                     suspected leak, unless it said otherwise (10m)\n"
-		"  -V, --version      print the version and exit\n"
-		"  -h, --help         print this help and exit\n"
-		"\n"
-		"Signals: SIGTERM or SIGINT stop gorod; SIGUSR1 logs scheduler counters.\n");
-}
-
-/* A size like 4096, 64K, 1M, 2G into *v (at most max). */
-static int parse_size(const char *s, const char *flag, long long max, int64_t *v)
-{
-	char *end;
-	long long n = strtoll(s, &end, 10), mul = 1;
-
-	if (*end == 'K' || *end == 'k')
-		mul = 1024, end++;
-	else if (*end == 'M' || *end == 'm')
-		mul = 1024 * 1024, end++;
-	else if (*end == 'G' || *end == 'g')
-		mul = 1024 * 1024 * 1024, end++;
-	if (*s == '\0' || *end != '\0' || n < 0 || n > max / mul) {
-		fprintf(stderr, "gorod: %s wants a number from 0 to %lld (suffixes K, M, G), not '%s'\n",
-			flag, max, s);
-		return -EINVAL;
-	}
-	*v = n * mul;
-	return 0;
-}
-
-/* A duration like 250ms, 2s, 1m, 1h (a bare number is seconds) into ms. */
-static int parse_duration(const char *s, const char *flag, int64_t *ms)
-{
-	char *end;
-	long long n = strtoll(s, &end, 10), mul = 1000;
-
-	if (strcmp(end, "ms") == 0)
-		mul = 1;
-	else if (strcmp(end, "s") == 0 || *end == '\0')
-		mul = 1000;
-	else if (strcmp(end, "m") == 0)
-		mul = 60000;
-	else if (strcmp(end, "h") == 0)
-		mul = 3600000;
-	else
-		mul = 0;
-	if (*s == '\0' || mul == 0 || n < 0 || n > 10LL * 366 * 24 * 3600000 / mul) {
-		fprintf(stderr, "gorod: %s wants a duration like 250ms, 2s, 1m or 1h "
-			"(at most ten years), not '%s'\n", flag, s);
-		return -EINVAL;
-	}
-	*ms = n * mul;
-	return 0;
-}
+#include "config.h"
+#include "notify.h"
 
 /* The listening socket systemd (or systemd-socket-activate) passed, if any:
  * with socket activation the first client's connection waits in that
- * socket while gorod starts, and the socket outlives a restart. Returns the
- * fd (non-blocking, close-on-exec; its path, for messages, in path), or
- * -ENOENT when none was passed, or another negative code having said why. */
-static int activated_socket(char *path, size_t len)
+ * socket while gorod starts, and the socket outlives a restart. The same
+ * holds for the socket gorod bound itself and put in systemd's fd store
+ * (NOTIFY_FDNAME), unless the configured path changed meanwhile. Returns
+ * the fd (non-blocking, close-on-exec; its path, for messages, in path;
+ * *stored when it came from the fd store), or -ENOENT when none was
+ * passed, or another negative code having said why. */
+static int activated_socket(char *path, size_t len, bool *stored)
 {
 	char **names = NULL;
 	int n = sd_listen_fds_with_names(1, &names), fd = -ENOENT;
@@ -115,10 +41,12 @@ static int activated_socket(char *path, size_t len)
 	}
 	for (int i = 0; i < n; i++) {
 		int cand = SD_LISTEN_FDS_START + i;
-		if (fd < 0 && sd_is_socket_unix(cand, SOCK_STREAM, 1, NULL, 0) > 0)
+		if (fd < 0 && sd_is_socket_unix(cand, SOCK_STREAM, 1, NULL, 0) > 0) {
 			fd = cand;
-		else
+			*stored = names && names[i] && strcmp(names[i], NOTIFY_FDNAME) == 0;
+		} else {
 			close(cand); /* not ours to serve */
+		}
 	}
 	for (int i = 0; names && names[i]; i++)
 		free(names[i]);
@@ -131,91 +59,23 @@ static int activated_socket(char *path, size_t len)
 	if (fd >= 0) {
 		struct sockaddr_un sa;
 		socklen_t sl = sizeof sa;
+		bool named = getsockname(fd, (struct sockaddr *)&sa, &sl) == 0 &&
+			     sa.sun_family == AF_UNIX && sa.sun_path[0];
+
+		if (*stored && (!named || strcmp(sa.sun_path, path) != 0)) {
+			fprintf(stderr, "gorod: the socket kept from the last run listens on %s, "
+				"not on %s: binding the new path\n", named ? sa.sun_path : "?", path);
+			close(fd);
+			notify_forget_listener();
+			*stored = false;
+			return -ENOENT;
+		}
 		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 		fcntl(fd, F_SETFD, FD_CLOEXEC);
-		if (getsockname(fd, (struct sockaddr *)&sa, &sl) == 0 && sa.sun_family == AF_UNIX &&
-		    sa.sun_path[0])
+		if (named)
 			snprintf(path, len, "%s", sa.sun_path);
 	}
 	return fd;
-}
-
-/* Parses argv into *opt. Returns 0, 1 when gorod should exit 0 at once
- * (--help, --version), or -EINVAL after printing what is wrong. */
-static int parse_args(int argc, char **argv, struct options *opt)
-{
-	static const struct option longopts[] = {
-		{ "maxprocs", required_argument, NULL, 'p' },
-		{ "module-dir", required_argument, NULL, 'm' },
-		{ "output-max", required_argument, NULL, 'O' },
-		{ "keep-tasks", required_argument, NULL, 'K' },
-		{ "keep-age", required_argument, NULL, 'A' },
-		{ "keep-output", required_argument, NULL, 'B' },
-		{ "leak-after", required_argument, NULL, 'L' },
-		{ "socket", required_argument, NULL, 's' },
-		{ "version", no_argument, NULL, 'V' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
-	int c;
-
-	while ((c = getopt_long(argc, argv, "p:s:m:Vh", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'm':
-			opt->module_dir = optarg;
-			break;
-		case 'O':
-			if (parse_size(optarg, "--output-max", 1LL << 30, &task_config.output_max) < 0)
-				return -EINVAL;
-			if (task_config.output_max > task_config.output_limit)
-				task_config.output_limit = task_config.output_max;
-			break;
-		case 'K':
-			if (parse_size(optarg, "--keep-tasks", 100000000, &task_config.keep_count) < 0)
-				return -EINVAL;
-			break;
-		case 'A':
-			if (parse_duration(optarg, "--keep-age", &task_config.keep_age_ms) < 0)
-				return -EINVAL;
-			break;
-		case 'L':
-			if (parse_duration(optarg, "--leak-after", &task_config.leak_after_ms) < 0)
-				return -EINVAL;
-			break;
-		case 'B':
-			if (parse_size(optarg, "--keep-output", 1LL << 40, &task_config.keep_output) < 0)
-				return -EINVAL;
-			break;
-		case 'p': {
-			char *end;
-			long n = strtol(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || n < 1 || n > RT_MAXPROCS_LIMIT) {
-				fprintf(stderr, "gorod: --maxprocs wants a number from 1 to %d, not '%s'\n",
-					RT_MAXPROCS_LIMIT, optarg);
-				return -EINVAL;
-			}
-			opt->maxprocs = (int)n;
-			break;
-		}
-		case 's':
-			opt->socket = optarg;
-			break;
-		case 'V':
-			printf("gorod %s\n", GOROD_VERSION);
-			return 1;
-		case 'h':
-			usage(stdout);
-			return 1;
-		default:
-			fprintf(stderr, "Try 'gorod --help'.\n");
-			return -EINVAL;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "gorod: unexpected argument '%s'. Try 'gorod --help'.\n", argv[optind]);
-		return -EINVAL;
-	}
-	return 0;
 }
 
 static void log_stats(void)
@@ -266,8 +126,59 @@ static void sweeper_stop(void)
 struct main_args {
 	int sfd, lfd;
 	const char *path;
+	struct config *cf;
 	int rc;
 };
+
+static bool same(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* SIGHUP: reads the configuration file again and applies what can change
+ * while gorod runs; the socket and the modules need a restart, and the
+ * log says so. On an error nothing changes. */
+static void reload(struct config *cf)
+{
+	struct config next;
+	char err[1024], outcome[1200];
+	int r;
+
+	notify_reloading();
+	if (config_reload(&next, err, sizeof err) < 0) {
+		fprintf(stderr, "gorod: reload: %s; keeping the settings in use\n", err);
+		snprintf(outcome, sizeof outcome, "reload failed: %s", err);
+		notify_reloaded(outcome);
+		return;
+	}
+	if (!same(next.socket, cf->socket))
+		fprintf(stderr, "gorod: reload: socket changed; it takes effect at the next start\n");
+	if (!same(next.module_dir, cf->module_dir))
+		fprintf(stderr, "gorod: reload: module-dir changed; it takes effect at the next start\n");
+	if (next.maxprocs != cf->maxprocs) {
+		int n = next.maxprocs ? next.maxprocs : rt_cpus();
+		if ((r = rt_maxprocs(n)) < 0)
+			fprintf(stderr, "gorod: reload: maxprocs %d: %s\n", n, proto_strerror(r));
+	}
+	rt_mutex_lock_nocancel(&names_lock);
+	task_config = next.task;
+	rt_mutex_unlock(&names_lock);
+	/* What needs a restart stays as it runs. */
+	free(next.socket);
+	free(next.module_dir);
+	next.socket = cf->socket;
+	next.module_dir = cf->module_dir;
+	cf->socket = cf->module_dir = NULL;
+	config_free(cf);
+	*cf = next;
+	fprintf(stderr, "gorod: reloaded %s: maxprocs=%d leak-after=%lldms output-max=%lld "
+		"keep-tasks=%lld keep-age=%lldms keep-output=%lld\n",
+		config_path ? config_path : "(no configuration file)", rt_maxprocs(0),
+		(long long)cf->task.leak_after_ms, (long long)cf->task.output_max,
+		(long long)cf->task.keep_count, (long long)cf->task.keep_age_ms,
+		(long long)cf->task.keep_output);
+	notify_reloaded("reloaded");
+}
 
 /* The main goroutine: serves the socket and waits for signals until told
  * to stop. */
@@ -278,13 +189,12 @@ static void main_goroutine(void *arg)
 	struct signalfd_siginfo si;
 	int r;
 
-	if ((r = server_start(ma->lfd)) < 0 || (r = sweeper_start()) < 0 || (r = leak_start()) < 0) {
+	if ((r = server_start(ma->lfd)) < 0 || (r = sweeper_start()) < 0 || (r = leak_start()) < 0 ||
+	    (r = notify_ready(ma->path)) < 0) {
 		fprintf(stderr, "gorod: cannot start serving: %s\n", proto_strerror(r));
 		ma->rc = 1;
 		return;
 	}
-	sd_notifyf(0, "READY=1\nSTATUS=serving %s, GOMAXPROCS=%d\nMAINPID=%d",
-		   ma->path, rt_maxprocs(0), (int)getpid());
 	fprintf(stderr, "gorod %s: ready on %s, GOMAXPROCS=%d\n", GOROD_VERSION, ma->path,
 		rt_maxprocs(0));
 	for (;;) {
@@ -303,10 +213,14 @@ static void main_goroutine(void *arg)
 			log_stats();
 			continue;
 		}
+		if (si.ssi_signo == SIGHUP) {
+			reload(ma->cf);
+			continue;
+		}
 		fprintf(stderr, "gorod: %s, stopping\n", strsignal((int)si.ssi_signo));
-		sd_notify(0, "STOPPING=1");
 		break;
 	}
+	notify_stopping();
 	server_stop();
 	leak_stop();
 	sessions_close_all();
@@ -324,10 +238,10 @@ static void main_goroutine(void *arg)
 
 int main(int argc, char **argv)
 {
-	struct options opt = { 0 };
+	struct config cf = { 0 };
 	struct main_args ma = { 0 };
 	char path[256];
-	bool activated = false;
+	bool activated = false, stored = false;
 	sigset_t mask;
 	int sfd, lfd, r;
 
@@ -340,9 +254,10 @@ int main(int argc, char **argv)
 		}
 		fcntl(fd, F_SETFD, 0);
 	}
-	r = parse_args(argc, argv, &opt);
+	r = config_load(argc, argv, &cf);
 	if (r != 0)
 		return r > 0 ? 0 : 2;
+	task_config = cf.task;
 
 	/* Block the signals in every thread before any starts, and read
 	 * them from a signalfd. */
@@ -359,7 +274,7 @@ int main(int argc, char **argv)
 		perror("gorod: signalfd");
 		return 1;
 	}
-	if (server_socket_path(opt.socket, path, sizeof path) < 0) {
+	if (server_socket_path(cf.socket, path, sizeof path) < 0) {
 		fprintf(stderr, "gorod: the socket path is too long\n");
 		return 2;
 	}
@@ -367,30 +282,37 @@ int main(int argc, char **argv)
 		fprintf(stderr, "gorod: cannot set up tasks: %s\n", strerror(-r));
 		return 1;
 	}
-	if (opt.module_dir && module_load_dir(opt.module_dir) < 0)
+	if (cf.module_dir && module_load_dir(cf.module_dir) < 0)
 		return 1;
-	lfd = activated_socket(path, sizeof path);
-	if (lfd == -ENOENT)
+	lfd = activated_socket(path, sizeof path, &stored);
+	if (lfd == -ENOENT) {
 		lfd = server_listen(path);
-	else
+		/* Kept by systemd across a restart, when it keeps an fd store. */
+		stored = lfd >= 0 && notify_store_listener(lfd);
+	} else {
 		activated = lfd >= 0;
+	}
 	if (lfd < 0)
 		return 1;
 	gorod_started_ns = rt_now();
-	r = rt_init(&(struct rt_config){ .maxprocs = opt.maxprocs });
+	r = rt_init(&(struct rt_config){ .maxprocs = cf.maxprocs });
 	if (r < 0) {
 		fprintf(stderr, "gorod: cannot start the runtime: %s\n", proto_strerror(r));
-		unlink(path);
+		if (!activated && !stored)
+			unlink(path);
 		return 1;
 	}
-	ma = (struct main_args){ .sfd = sfd, .lfd = lfd, .path = path };
+	ma = (struct main_args){ .sfd = sfd, .lfd = lfd, .path = path, .cf = &cf };
 	rt_run(main_goroutine, &ma);
 	close(lfd);
-	if (!activated) /* systemd's socket stays, for the next start */
+	/* A socket that systemd keeps (its socket unit's, or gorod's own in the
+	 * fd store) stays, for the next start. */
+	if (!activated && !stored)
 		unlink(path);
 	r = rt_shutdown();
 	if (r < 0)
 		fprintf(stderr, "gorod: shutdown: %s\n", proto_strerror(r));
 	close(sfd);
+	config_free(&cf);
 	return r < 0 || ma.rc ? 1 : 0;
 }

@@ -197,7 +197,7 @@ static void remove_dir(const char *dir)
 /* In the child: gorod with NOTIFY_SOCKET=notify, output to the log, a
  * clean signal state, as user uid (unless it is -1). Does not return. */
 static void exec_gorod(const struct harness *h, const char *bin, const char *notify,
-		       const char *const *args, uid_t uid, gid_t gid)
+		       const char *const *args, uid_t uid, gid_t gid, int listen_fd)
 {
 	const char *argv[32] = { bin, "--socket", h->sock };
 	int n = 3, fd;
@@ -225,6 +225,17 @@ static void exec_gorod(const struct harness *h, const char *bin, const char *not
 	setenv("NOTIFY_SOCKET", notify, 1);
 	unsetenv("LISTEN_FDS");
 	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDNAMES");
+	if (listen_fd >= 0) {
+		char pid[32];
+		if (listen_fd != 3 && (dup2(listen_fd, 3) < 0 || close(listen_fd) < 0))
+			_exit(126);
+		fcntl(3, F_SETFD, 0);
+		snprintf(pid, sizeof pid, "%d", (int)getpid());
+		setenv("LISTEN_FDS", "1", 1);
+		setenv("LISTEN_PID", pid, 1);
+		setenv("LISTEN_FDNAMES", "gorod-listen", 1);
+	}
 	if (uid != (uid_t)-1 &&
 	    (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0)) {
 		fprintf(stderr, "harness: cannot become uid %d: %s\n", (int)uid, strerror(errno));
@@ -235,13 +246,56 @@ static void exec_gorod(const struct harness *h, const char *bin, const char *not
 	_exit(127);
 }
 
-/* Whether a notify datagram says READY=1 (one of its lines). */
-static bool says_ready(char *msg)
+/* Whether a notify datagram says line (one of its lines, whole). */
+static bool says(const char *msg, const char *line)
 {
-	for (char *line = strtok(msg, "\n"); line; line = strtok(NULL, "\n"))
-		if (strcmp(line, "READY=1") == 0)
+	size_t n = strlen(line);
+
+	for (const char *p = msg; (p = strstr(p, line)); p += n)
+		if ((p == msg || p[-1] == '\n') && (p[n] == '\n' || p[n] == '\0'))
 			return true;
 	return false;
+}
+
+/* One datagram from the notify socket into msg (NUL-terminated); an fd
+ * that comes with FDSTORE=1 is kept in h->stored, as systemd's fd store
+ * would keep it. Returns its length, or -1. */
+static ssize_t notify_recv(struct harness *h, int nfd, char *msg, size_t size)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * 4)];
+	} ctl;
+	struct iovec iov = { msg, size - 1 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+			     .msg_controllen = sizeof ctl.buf };
+	ssize_t n = recvmsg(nfd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+
+	if (n < 0)
+		return -1;
+	msg[n] = '\0';
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		int nfds = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int)), fds[4];
+		memcpy(fds, CMSG_DATA(cm), sizeof(int) * (size_t)nfds);
+		for (int i = 0; i < nfds; i++) {
+			if (says(msg, "FDSTORE=1") && h->stored < 0 && i == 0)
+				h->stored = fds[i];
+			else
+				close(fds[i]);
+		}
+	}
+	return n;
+}
+
+ssize_t harness_notify_recv(struct harness *h, char *msg, size_t size, int timeout_ms)
+{
+	struct pollfd p = { .fd = h->notify, .events = POLLIN };
+
+	if (h->notify < 0 || poll(&p, 1, timeout_ms) <= 0)
+		return -1;
+	return notify_recv(h, h->notify, msg, size);
 }
 
 /* Waits at most timeout_ms for READY=1 on nfd while gorod lives. Returns
@@ -260,15 +314,12 @@ static int wait_ready(struct harness *h, int nfd, int timeout_ms)
 		if (poll(p, pfd >= 0 ? 2 : 1, slice) < 0 && errno != EINTR)
 			break;
 		if (p[0].revents & POLLIN) {
-			char msg[4096];
-			ssize_t n = recv(nfd, msg, sizeof msg - 1, MSG_DONTWAIT);
+			char msg[sizeof h->ready];
 
-			if (n > 0) {
-				msg[n] = '\0';
-				if (says_ready(msg)) {
-					r = 0;
-					break;
-				}
+			if (notify_recv(h, nfd, msg, sizeof msg) > 0 && says(msg, "READY=1")) {
+				snprintf(h->ready, sizeof h->ready, "%s", msg);
+				r = 0;
+				break;
 			}
 		}
 		if (waitpid(h->pid, &h->status, WNOHANG) == h->pid) {
@@ -284,19 +335,34 @@ static int wait_ready(struct harness *h, int nfd, int timeout_ms)
 	return r;
 }
 
+static int start(struct harness *h, const char *const *args, int timeout_ms, uid_t uid,
+		 gid_t gid, bool keep_notify);
+
 int harness_start(struct harness *h, const char *const *args, int timeout_ms)
 {
-	return harness_start_as(h, args, timeout_ms, (uid_t)-1, (gid_t)-1);
+	return start(h, args, timeout_ms, (uid_t)-1, (gid_t)-1, false);
 }
 
 int harness_start_as(struct harness *h, const char *const *args, int timeout_ms,
 		     uid_t uid, gid_t gid)
+{
+	return start(h, args, timeout_ms, uid, gid, false);
+}
+
+int harness_start_notify(struct harness *h, const char *const *args, int timeout_ms)
+{
+	return start(h, args, timeout_ms, (uid_t)-1, (gid_t)-1, true);
+}
+
+static int start(struct harness *h, const char *const *args, int timeout_ms, uid_t uid,
+		 gid_t gid, bool keep_notify)
 {
 	const char *bin = getenv("GOROD"), *tmp = getenv("TMPDIR");
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int nfd = -1, r;
 
 	memset(h, 0, sizeof *h);
+	h->notify = h->stored = -1;
 	if (!bin || !*bin) {
 		diag("harness: $GOROD must name the gorod to test");
 		return -ENOENT;
@@ -340,8 +406,12 @@ int harness_start_as(struct harness *h, const char *const *args, int timeout_ms,
 		goto fail;
 	}
 	if (h->pid == 0)
-		exec_gorod(h, bin, sa.sun_path, args, uid, gid);
+		exec_gorod(h, bin, sa.sun_path, args, uid, gid, -1);
 	r = wait_ready(h, nfd, timeout_ms);
+	if (r == 0 && keep_notify) {
+		h->notify = nfd;
+		return 0;
+	}
 	close(nfd);
 	nfd = -1;
 	if (r == 0)
@@ -353,6 +423,35 @@ fail:
 		close(nfd);
 	harness_dump_log(h, 40);
 	harness_cleanup(h);
+	return r;
+}
+
+int harness_restart(struct harness *h, const char *const *args, int timeout_ms)
+{
+	const char *bin = getenv("GOROD");
+	char notify[300];
+	int r;
+
+	if (!bin || h->pid > 0 || h->notify < 0) {
+		diag("harness: restart wants a gorod started with harness_start_notify, stopped");
+		return -EINVAL;
+	}
+	snprintf(notify, sizeof notify, "%s/notify", h->dir);
+	fflush(NULL);
+	h->pid = fork();
+	if (h->pid < 0) {
+		r = -errno;
+		h->pid = 0;
+		return r;
+	}
+	if (h->pid == 0)
+		exec_gorod(h, bin, notify, args, (uid_t)-1, (gid_t)-1, h->stored);
+	r = wait_ready(h, h->notify, timeout_ms);
+	if (r < 0) {
+		diag("harness: the restarted gorod %s", r == -ECHILD ? "exited before it was ready"
+								     : "did not say READY=1 in time");
+		harness_dump_log(h, 40);
+	}
 	return r;
 }
 
@@ -452,9 +551,37 @@ void harness_cleanup(struct harness *h)
 			;
 		h->pid = 0;
 	}
+	/* (0..2 are the test's own stdio, never one of these: a harness
+	 * that never started has them 0.) */
+	if (h->notify > STDERR_FILENO)
+		close(h->notify);
+	if (h->stored > STDERR_FILENO)
+		close(h->stored);
+	h->notify = h->stored = -1;
 	if (h->dir[0])
 		remove_dir(h->dir);
 	h->dir[0] = '\0';
+}
+
+void harness_module_dir(char *dir, size_t size, const char *target, const char *name)
+{
+	char link[512];
+
+	snprintf(dir, size, "/tmp/gorod-modules-XXXXXX");
+	if (!mkdtemp(dir))
+		bail_out("mkdtemp: %s", strerror(errno));
+	snprintf(link, sizeof link, "%s/%s", dir, name);
+	if (symlink(target, link) < 0)
+		bail_out("symlink %s: %s", link, strerror(errno));
+}
+
+void harness_module_dir_remove(const char *dir, const char *name)
+{
+	char link[512];
+
+	snprintf(link, sizeof link, "%s/%s", dir, name);
+	unlink(link);
+	rmdir(dir);
 }
 
 /* ---- gorod's state ------------------------------------------------------------- */

@@ -40,6 +40,10 @@ struct harness {
 	char dir[256];  /* the temporary directory */
 	char sock[108]; /* dir/gorod.sock: pass to goro_connect() */
 	char log[300];  /* dir/log: gorod's stdout and stderr */
+	int notify;     /* the NOTIFY_SOCKET, when harness_start_notify() keeps
+			 * it open (-1 otherwise) */
+	char ready[1024]; /* the datagram that said READY=1 */
+	int stored;     /* a socket gorod put in the fd store (FDSTORE=1), or -1 */
 };
 
 /* Starts gorod with extra arguments args (NULL-terminated, or NULL) and
@@ -55,6 +59,25 @@ int harness_start(struct harness *h, const char *const *args, int timeout_ms);
  * its socket and say READY=1. */
 int harness_start_as(struct harness *h, const char *const *args, int timeout_ms,
 		     uid_t uid, gid_t gid);
+
+/* harness_start() that keeps the notify socket open in h->notify (its
+ * datagrams after READY=1 unread), for a test of what gorod tells systemd.
+ * gorod gets the test's environment (WATCHDOG_USEC, FDSTORE, ...). */
+int harness_start_notify(struct harness *h, const char *const *args, int timeout_ms);
+
+/* Starts gorod again in h's directory after it stopped, with args, handing
+ * it the socket it stored (h->stored) as systemd would: LISTEN_FDS=1,
+ * LISTEN_FDNAMES=gorod-listen. Waits for READY=1 like harness_start. */
+int harness_restart(struct harness *h, const char *const *args, int timeout_ms);
+
+/* The next datagram gorod sends to the kept notify socket, waiting at most
+ * timeout_ms, into msg (NUL-terminated). Returns its length, or -1. */
+ssize_t harness_notify_recv(struct harness *h, char *msg, size_t size, int timeout_ms);
+
+/* A temporary directory holding one link, NAME -> target: a --module-dir
+ * with one module in it. Bails out when it cannot be made. */
+void harness_module_dir(char *dir, size_t size, const char *target, const char *name);
+void harness_module_dir_remove(const char *dir, const char *name);
 
 /* Sends gorod SIGTERM and waits at most timeout_ms for it to exit. Returns
  * its exit status (0..255), 128+N when signal N killed it, or -ETIMEDOUT

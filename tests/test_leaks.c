@@ -884,28 +884,6 @@ static void test_lockorder(void)
 
 /* ---- main -------------------------------------------------------------------------- */
 
-/* A temporary directory holding one link, NAME -> target (--module-dir). */
-static void module_dir(char *dir, size_t size, const char *target, const char *name)
-{
-	char link[512];
-
-	snprintf(dir, size, "/tmp/gorod-modules-XXXXXX");
-	if (!mkdtemp(dir))
-		bail_out("mkdtemp: %s", strerror(errno));
-	snprintf(link, sizeof link, "%s/%s", dir, name);
-	if (symlink(target, link) < 0)
-		bail_out("symlink %s: %s", link, strerror(errno));
-}
-
-static void module_dir_remove(const char *dir, const char *name)
-{
-	char link[512];
-
-	snprintf(link, sizeof link, "%s/%s", dir, name);
-	unlink(link);
-	rmdir(dir);
-}
-
 /* The parts, in order; `test_leaks NAME..` runs only those named. */
 static const struct harness_part parts[] = {
 	{ "none", test_none },		   { "own", test_own },
@@ -927,10 +905,10 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	unsetenv("GOROD_SOCKET");
 	unsetenv("GOROD_LOCKS_HELD");
-	module_dir(dir, sizeof dir, sample, "sample.so");
+	harness_module_dir(dir, sizeof dir, sample, "sample.so");
 	harness_run_parts(&h, &c, args, "with the sample module", parts,
 			  sizeof parts / sizeof parts[0], argc, argv, WAIT_MS);
 	harness_cleanup(&h);
-	module_dir_remove(dir, "sample.so");
+	harness_module_dir_remove(dir, "sample.so");
 	return done_testing();
 }

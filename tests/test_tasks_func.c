@@ -48,28 +48,6 @@ static char ctl_err[4096];
 
 /* ---- helpers ------------------------------------------------------------------- */
 
-/* A temporary directory holding one link, NAME -> target. */
-static void module_dir(char *dir, size_t size, const char *target, const char *name)
-{
-	char link[512];
-
-	snprintf(dir, size, "/tmp/gorod-modules-XXXXXX");
-	if (!mkdtemp(dir))
-		bail_out("mkdtemp: %s", strerror(errno));
-	snprintf(link, sizeof link, "%s/%s", dir, name);
-	if (symlink(target, link) < 0)
-		bail_out("symlink %s: %s", link, strerror(errno));
-}
-
-static void module_dir_remove(const char *dir, const char *name)
-{
-	char link[512];
-
-	snprintf(link, sizeof link, "%s/%s", dir, name);
-	unlink(link);
-	rmdir(dir);
-}
-
 /* Spawns func with string args (NULL-terminated; decimal integers go as
  * integers) and the options in *opt (may be NULL). Returns the id, or 0
  * having failed an assertion. */
@@ -147,7 +125,7 @@ static void bad_module(const char *env, const char *name, const char *why)
 		skip(4, "$%s or $GOROD is not set", env);
 		return;
 	}
-	module_dir(dir, sizeof dir, target, name);
+	harness_module_dir(dir, sizeof dir, target, name);
 	snprintf(sock, sizeof sock, "%s/gorod.sock", dir);
 	r = harness_run(argv, NULL, 0, out, sizeof out, err, sizeof err, WAIT_MS);
 	pass = ok(r > 0 && r < 128, "%s: gorod refuses to start (exit %d)", name, r);
@@ -157,7 +135,7 @@ static void bad_module(const char *env, const char *name, const char *why)
 	if (!pass)
 		diag("gorod said: %s%s", err, out);
 	unlink(sock);
-	module_dir_remove(dir, name);
+	harness_module_dir_remove(dir, name);
 }
 
 /* ---- built-ins ------------------------------------------------------------------------ */
@@ -468,10 +446,10 @@ int main(int argc, char **argv)
 		bad_module("GORO_BAD_NOINIT_MODULE", "bad_noinit.so", "goro_module_init");
 	}
 
-	module_dir(dir, sizeof dir, sample, "sample.so");
+	harness_module_dir(dir, sizeof dir, sample, "sample.so");
 	harness_run_parts(&h, &c, args, "with the sample module", parts,
 			  sizeof parts / sizeof parts[0], argc, argv, WAIT_MS);
 	harness_cleanup(&h);
-	module_dir_remove(dir, "sample.so");
+	harness_module_dir_remove(dir, "sample.so");
 	return done_testing();
 }

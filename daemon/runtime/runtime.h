@@ -283,6 +283,8 @@ int rt_sem_release(struct rt_sem *s, int64_t n);                  /* 0 or -ENOTH
 /* runtime.GOMAXPROCS: n > 0 sets it (1..RT_MAXPROCS_LIMIT) while goroutines
  * run; no goroutine is lost, duplicated or stranded. Returns the previous
  * value (n <= 0 only reads it), or -EINVAL. */
+/* The CPUs this process may run on (GOMAXPROCS's default). */
+int rt_cpus(void);
 int rt_maxprocs(int n);
 
 struct rt_stats {
@@ -314,6 +316,13 @@ struct rt_hog {
 /* Takes up to n hog events not taken yet (the last 64 are kept), oldest
  * first. Any thread. */
 size_t rt_hogs_take(struct rt_hog *out, size_t n);
+
+/* The watchdog: sysmon calls fn(arg) from its thread about every period_ns,
+ * but only while the scheduler is seen to run goroutines (a probe
+ * goroutine's timer fired and it ran since the last call), idle or not.
+ * period_ns <= 0 stops it. Goroutine only (the probe is started and
+ * stopped from here); stop it before rt_shutdown. */
+int rt_watchdog(void (*fn)(void *), void *arg, int64_t period_ns);
 
 void rt_stats_get(struct rt_stats *st);
 

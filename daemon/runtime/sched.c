@@ -1135,7 +1135,7 @@ int rt_maxprocs(int n)
 	return r < 0 && n == old ? r : old;
 }
 
-static int cpus_available(void)
+int rt_cpus(void)
 {
 	cpu_set_t set;
 
@@ -1165,7 +1165,7 @@ int rt_init(const struct rt_config *cfg)
 		return r;
 	if ((r = netpoll_init()) < 0)
 		return r;
-	n = cfg && cfg->maxprocs > 0 ? cfg->maxprocs : cpus_available();
+	n = cfg && cfg->maxprocs > 0 ? cfg->maxprocs : rt_cpus();
 	if (n > RT_MAXPROCS_LIMIT)
 		n = RT_MAXPROCS_LIMIT;
 	sched.initialized = true;

@@ -11,7 +11,15 @@
  *     fd events and timers are not starved by workers that never go idle;
  *   - once a second, returns the pages of long-unused stacks (stack.c).
  * When every worker is idle it sleeps until a worker wakes up: an idle
- * runtime uses no CPU. */
+ * runtime uses no CPU.
+ *
+ * The watchdog (rt_watchdog): a service manager restarts gorod when it
+ * stops hearing from it, and what it must not hear from is a wedged
+ * scheduler, not merely a live thread. So a probe goroutine sleeps and
+ * beats (a timer fired, the poller woke a worker, a worker ran it), and
+ * sysmon calls the watchdog's function only when it saw a beat since the
+ * last call: if either the probe's path or sysmon itself stops, the calls
+ * stop. It costs one wakeup per half period. */
 #include <string.h>
 #include <time.h>
 
@@ -34,6 +42,16 @@ struct hold_sample {
 };
 
 static struct hold_sample samples[RT_MAXPROCS_LIMIT];
+
+/* The watchdog: its function (sysmon_lock), the probe's beats. */
+static void (*wd_fn)(void *);
+static void *wd_arg;
+static int64_t wd_period, wd_due;          /* sysmon_lock */
+static uint64_t wd_seen;                   /* sysmon only */
+static atomic_uint_fast64_t wd_beat;
+static struct rt_gref wd_probe;
+static struct rt_wg wd_probe_wg;
+static bool wd_probing;
 
 void sysmon_kick(void)
 {
@@ -98,6 +116,81 @@ static void sample_holds(int64_t now)
 	}
 }
 
+/* Due? Then call the watchdog's function if the probe beat since the
+ * last call. Called with sysmon_lock held; the function runs without it. */
+static void watchdog_check(int64_t now)
+{
+	uint64_t beat;
+
+	if (!wd_fn || now < wd_due)
+		return;
+	wd_due = now + wd_period;
+	beat = atomic_load(&wd_beat);
+	if (beat == wd_seen)
+		return;
+	wd_seen = beat;
+	void (*fn)(void *) = wd_fn;
+	void *arg = wd_arg;
+	pthread_mutex_unlock(&sysmon_lock);
+	fn(arg);
+	pthread_mutex_lock(&sysmon_lock);
+}
+
+static void watchdog_probe(void *period)
+{
+	int64_t half = *(int64_t *)period / 2;
+
+	do
+		atomic_fetch_add(&wd_beat, 1);
+	while (rt_sleep(rt_now() + half) == 0);
+	rt_wg_done(&wd_probe_wg);
+}
+
+int rt_watchdog(void (*fn)(void *), void *arg, int64_t period_ns)
+{
+	static int64_t probe_period;
+	int r = 0;
+
+	if (wd_probing) {
+		rt_cancel(wd_probe);
+		rt_wg_wait(&wd_probe_wg, RT_FOREVER);
+		wd_probing = false;
+	}
+	pthread_mutex_lock(&sysmon_lock);
+	wd_fn = period_ns > 0 ? fn : NULL;
+	wd_arg = arg;
+	wd_period = period_ns;
+	wd_due = rt_now() + period_ns;
+	pthread_mutex_unlock(&sysmon_lock);
+	if (!wd_fn)
+		return 0;
+	probe_period = period_ns;
+	rt_wg_add(&wd_probe_wg, 1);
+	r = rt_go(watchdog_probe, &probe_period, &wd_probe);
+	if (r < 0) {
+		rt_wg_done(&wd_probe_wg);
+		return r;
+	}
+	wd_probing = true;
+	sysmon_kick();
+	return 0;
+}
+
+/* Sleeps on sysmon_cond until kicked, or until the watchdog is due. */
+static void sleep_until(int64_t deadline)
+{
+	struct timespec ts;
+
+	if (deadline < 0) {
+		pthread_cond_wait(&sysmon_cond, &sysmon_lock);
+		return;
+	}
+	/* rt_now() is CLOCK_MONOTONIC, like the condition's clock. */
+	ts.tv_sec = deadline / 1000000000LL;
+	ts.tv_nsec = deadline % 1000000000LL;
+	pthread_cond_timedwait(&sysmon_cond, &sysmon_lock, &ts);
+}
+
 static bool all_idle(void)
 {
 	return atomic_load(&sched.nidle) >= atomic_load(&sched.maxprocs) &&
@@ -115,23 +208,18 @@ static void *sysmon_main(void *arg)
 			/* Recheck after announcing: a worker that woke meanwhile
 			 * either sees sleeping == true and kicks, or we see it. */
 			if (all_idle())
-				pthread_cond_wait(&sysmon_cond, &sysmon_lock);
+				sleep_until(wd_fn ? wd_due : -1);
 			atomic_store(&sysmon_sleeping, false);
+			watchdog_check(rt_now());
 			continue;
 		}
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_nsec += SYSMON_TICK_NS;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&sysmon_cond, &sysmon_lock, &ts);
+		sleep_until(rt_now() + SYSMON_TICK_NS);
 		if (sysmon_stop_flag)
 			break;
+		int64_t now = rt_now();
+		watchdog_check(now);
 		pthread_mutex_unlock(&sysmon_lock);
 
-		int64_t now = rt_now();
 		sample_holds(now);
 		if (netpoll_has_waiters() && now - netpoll_last_poll() > SYSMON_TICK_NS &&
 		    netpoll_try_own()) {
