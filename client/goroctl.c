@@ -39,13 +39,17 @@ static const struct optdef {
 	unsigned bit;
 	const char *help;
 } optdefs[] = {
-	{ "json", 0, NULL, OPT_JSON, "machine-readable output: one JSON object on stdout" },
+	{ "json", 0, NULL, OPT_JSON, "machine-readable output: JSON on stdout (an object,\n"
+	  "or an array for ps and leaks, or one object per line\n"
+	  "for wait, kill and spawn --lines)" },
 	{ "socket", 0, "PATH", OPT_SOCKET,
 	  "gorod's socket; default: $GOROD_SOCKET, else\n"
-	  "$XDG_RUNTIME_DIR/gorod.sock, else /run/gorod/gorod.sock" },
+	  "$XDG_RUNTIME_DIR/gorod.sock (not for root), else\n"
+	  "/run/gorod/gorod.sock" },
 	{ "timeout", 0, "DUR", OPT_TIMEOUT,
-	  "give up after DUR, with exit code 4; spawn: the task's\n"
-	  "time limit (then TERM, and KILL after --grace)" },
+	  "give up after DUR, with exit code 4 (lock: 0 is --try,\n"
+	  "exit 6); spawn: the task's time limit (then TERM,\n"
+	  "and KILL after --grace)" },
 	{ "read", 0, NULL, OPT_READ, "lock for reading, shared with other readers" },
 	{ "try", 0, NULL, OPT_TRY, "do not wait: exit 6 at once if it is held" },
 	{ "name", 0, "N", OPT_NAME, "a label for the task, shown by ps" },
@@ -783,8 +787,9 @@ static int cmd_maxprocs(struct ctl *x)
 	int64_t n = 0;
 	int now, before, err;
 
-	if (x->nops > 0 && ctl_parse_int(x->ops[0], 1, INT_MAX, &n) < 0)
-		return ctl_usage_error(x, "N must be a positive whole number, not '%s'", x->ops[0]);
+	if (x->nops > 0 && ctl_parse_int(x->ops[0], 1, 256, &n) < 0)
+		return ctl_usage_error(x, "N must be a whole number from 1 to 256, not '%s'",
+				       x->ops[0]);
 	if ((err = ctl_connect(x)))
 		return err;
 	err = goro_maxprocs(x->c, (int)n, &now, &before);
@@ -1071,7 +1076,10 @@ static int parse_options(char **argv, int end, struct ctl *x, char **ops, int *n
 		const char *value;
 		int rc;
 
-		if (argv[i][0] != '-' || argv[i][1] == '\0' || is_negative_number(argv[i])) {
+		/* kill's -HUP, like kill(1)'s, is its signal, not an option */
+		if (argv[i][0] != '-' || argv[i][1] == '\0' || is_negative_number(argv[i]) ||
+		    (*nops == 1 && strcmp(ops[0], "kill") == 0 && argv[i][1] != '-' &&
+		     ctl_signal_number(argv[i] + 1) > 0)) {
 			ops[(*nops)++] = argv[i];
 			continue;
 		}

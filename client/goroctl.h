@@ -168,6 +168,8 @@ bool ctl_task_hint(const struct ctl *x, int err, const char *name);
 int ctl_spawn(struct ctl *x);
 int ctl_wait(struct ctl *x);
 int ctl_kill(struct ctl *x);
+/* A signal's number, from a number or a name (TERM, SIGTERM, term); -1. */
+int ctl_signal_number(const char *s);
 int ctl_pause(struct ctl *x);
 int ctl_resume(struct ctl *x);
 int ctl_logs(struct ctl *x);

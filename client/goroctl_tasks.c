@@ -134,9 +134,9 @@ static int opt_size(struct ctl *x, const char *value, int64_t *bytes)
 	v = isdigit((unsigned char)*value) ? strtoull(value, &end, 10) : 0;
 	if (v && (*end == 'k' || *end == 'K'))
 		shift = 10, end++;
-	else if (v && *end == 'M')
+	else if (v && (*end == 'm' || *end == 'M'))
 		shift = 20, end++;
-	else if (v && *end == 'G')
+	else if (v && (*end == 'g' || *end == 'G'))
 		shift = 30, end++;
 	if (v == 0 || errno || *end || v > (unsigned long long)INT64_MAX >> shift)
 		return ctl_usage_error(x, "--output-max takes a number of bytes from 1, like "
@@ -146,7 +146,7 @@ static int opt_size(struct ctl *x, const char *value, int64_t *bytes)
 }
 
 /* A signal's number, from a number or a name (TERM, SIGTERM, term). */
-static int signal_number(const char *s)
+int ctl_signal_number(const char *s)
 {
 	int64_t n;
 
@@ -204,7 +204,7 @@ int ctl_task_opt(struct ctl *x, unsigned bit, const char *value)
 		t->session_scope = value[0] == 's';
 		break;
 	case OPT_SIGNAL:
-		if ((t->sig = signal_number(value)) < 0)
+		if ((t->sig = ctl_signal_number(value)) < 0)
 			return ctl_usage_error(x, "unknown signal '%s': give a number (1 to 64) or "
 					       "a name like TERM, KILL, HUP, INT, USR1", value);
 		break;
@@ -1212,11 +1212,11 @@ int ctl_kill(struct ctl *x)
 {
 	int first = 0;
 
-	/* kill(1)'s -9: a negative number, so an operand here */
+	/* kill(1)'s -9 and -HUP: operands here (parse_options) */
 	if (x->nops > 0 && x->ops[0][0] == '-') {
 		if (x->given & OPT_SIGNAL)
 			return ctl_usage_error(x, "give the signal once (-s SIG or -N)");
-		if ((x->t.sig = signal_number(x->ops[0] + 1)) < 0)
+		if ((x->t.sig = ctl_signal_number(x->ops[0] + 1)) < 0)
 			return ctl_usage_error(x, "unknown signal '%s'", x->ops[0] + 1);
 		first = 1;
 	}

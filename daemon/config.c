@@ -24,7 +24,7 @@
 
 #include "config.h"
 
-enum kind { K_STR, K_PROCS, K_SIZE, K_DURATION };
+enum kind { K_STR, K_PROCS, K_COUNT, K_SIZE, K_DURATION };
 
 struct setting {
 	const char *name; /* the long option, and the file's key */
@@ -41,7 +41,7 @@ static const struct setting settings[] = {
 	{ "maxprocs", 'p', K_PROCS, AT(maxprocs), RT_MAXPROCS_LIMIT },
 	{ "module-dir", 'm', K_STR, AT(module_dir), 0 },
 	{ "output-max", 'O', K_SIZE, AT(task.output_max), 1LL << 30 },
-	{ "keep-tasks", 'K', K_SIZE, AT(task.keep_count), 100000000 },
+	{ "keep-tasks", 'K', K_COUNT, AT(task.keep_count), 100000000 },
 	{ "keep-age", 'A', K_DURATION, AT(task.keep_age_ms), 0 },
 	{ "keep-output", 'B', K_SIZE, AT(task.keep_output), 1LL << 40 },
 	{ "leak-after", 'L', K_DURATION, AT(task.leak_after_ms), 0 },
@@ -65,10 +65,13 @@ static void usage(FILE *f)
 		"The gorod daemon: a goroutine runtime shared by every process.\n"
 		"\n"
 		"  -c, --config FILE  settings as `key = value` lines, keys spelled like\n"
-		"                     these options; flags win. Default: /etc/gorod/gorod.conf\n"
-		"                     (root), else ~/.config/gorod/gorod.conf, if it exists\n"
+		"                     these options; flags win. Default, if it exists:\n"
+		"                     $CONFIGURATION_DIRECTORY/gorod.conf (systemd), else\n"
+		"                     /etc/gorod/gorod.conf (root), else\n"
+		"                     ${XDG_CONFIG_HOME:-~/.config}/gorod/gorod.conf\n"
 		"  -s, --socket PATH  where to listen; default: $GOROD_SOCKET, else\n"
-		"                     $XDG_RUNTIME_DIR/gorod.sock, else /run/gorod/gorod.sock\n"
+		"                     $XDG_RUNTIME_DIR/gorod.sock (not for root), else\n"
+		"                     /run/gorod/gorod.sock\n"
 		"  -p, --maxprocs N   worker threads (GOMAXPROCS); default: the CPUs\n"
 		"                     this process may use\n"
 		"  -m, --module-dir DIR  load the task functions of every *.so in DIR\n"
@@ -159,13 +162,18 @@ static int set(struct config *cf, const struct setting *st, const char *v, const
 		*s = copy;
 		return 0;
 	}
-	case K_PROCS: {
-		int64_t n;
-		if (parse_size(v, st->max, &n) < 0 || n < 1 || strpbrk(v, "KkMmGg")) {
-			say(err, len, "%s wants a number from 1 to %lld, not '%s'", what, st->max, v);
+	case K_PROCS:
+	case K_COUNT: {
+		int64_t n, min = st->kind == K_PROCS;
+		if (strpbrk(v, "KkMmGg") || parse_size(v, st->max, &n) < 0 || n < min) {
+			say(err, len, "%s wants a whole number from %lld to %lld, not '%s'", what,
+			    (long long)min, st->max, v);
 			return -EINVAL;
 		}
-		*(int *)field = (int)n;
+		if (st->kind == K_PROCS)
+			*(int *)field = (int)n;
+		else
+			*(int64_t *)field = n;
 		return 0;
 	}
 	case K_SIZE:

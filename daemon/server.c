@@ -3,10 +3,11 @@
  * The path: --socket, else $GOROD_SOCKET, else $XDG_RUNTIME_DIR/gorod.sock
  * for a per-user gorod, else /run/gorod/gorod.sock (root). A per-user
  * socket is created 0600 (only its owner may connect); the system one 0660
- * (its group may). gorod refuses to start when a live gorod already answers
+ * and group goro when that group exists (its members may). gorod refuses to start when a live gorod already answers
  * on the path, and replaces a socket file nobody answers on (left by a
  * gorod that crashed). The accept loop is a goroutine parked on the
  * listening fd; each connection gets a session goroutine (session.c). */
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,11 @@ int server_listen(const char *path)
 		close(fd);
 		return r;
 	}
+	/* The system gorod's group: members of goro may connect, as through
+	 * gorod.socket's SocketGroup=goro (sysusers.d makes the group). */
+	struct group *gr = system ? getgrnam("goro") : NULL;
+	if (gr && chown(path, 0, gr->gr_gid) < 0)
+		fprintf(stderr, "gorod: cannot give %s to group goro: %s\n", path, strerror(errno));
 	return fd;
 }
 
