@@ -353,7 +353,11 @@ static void goro_spawn_run(const struct params *p)
 	gorod_check(c, goro_hello(c, "task_bench", NULL), "hello");
 	t0 = now_ns();
 	deadline = t0 + (int64_t)(p->timeout * 1e9);
+	/* Held open while spawning (Go's wg.Add before the loop), so that the
+	 * counter cannot reach zero between spawns: one round holds all n. */
+	gorod_check(c, goro_wg_add(c, x.name, 1, 0, NULL), "wg.add");
 	send_all(c, &b, p->n, p->window, send_exec, &x, deadline);
+	gorod_check(c, goro_wg_done(c, x.name, NULL), "wg.done");
 	spawn_secs = secs_since(t0);
 	gorod_check(c, goro_wg_wait_status(c, x.name, (int)(p->timeout * 1000), &st), "wg.wait");
 	secs = secs_since(t0);

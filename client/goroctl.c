@@ -24,6 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -44,8 +46,8 @@ static const struct optdef {
 	  "for wait, kill and spawn --lines)" },
 	{ "socket", 0, "PATH", OPT_SOCKET,
 	  "gorod's socket; default: $GOROD_SOCKET, else\n"
-	  "$XDG_RUNTIME_DIR/gorod.sock (not for root), else\n"
-	  "/run/gorod/gorod.sock" },
+	  "$XDG_RUNTIME_DIR/gorod.sock (not for root) if it\n"
+	  "exists, else /run/gorod/gorod.sock" },
 	{ "timeout", 0, "DUR", OPT_TIMEOUT,
 	  "give up after DUR, with exit code 4 (lock: 0 is --try,\n"
 	  "exit 6); spawn: the task's time limit (then TERM,\n"
@@ -292,7 +294,12 @@ int ctl_fail_msg(const struct ctl *x, int err, const char *what, const char *nam
 	if (!*msg)
 		msg = goro_strerror(err);
 	fprintf(stderr, "goroctl: %s: %s\n", what, msg);
-	print_hint(x, err, name);
+	if (err == -EAGAIN && strstr(msg, "-per-user")) /* gorod's per-user limits */
+		fprintf(stderr, "goroctl: hint: gorod limits what each user may have at once; "
+			"`goroctl stats` (under the limit, or as root) shows every user's "
+			"counts and the limits (quota)\n");
+	else
+		print_hint(x, err, name);
 	ctl_json_error(x, err, msg);
 	return ctl_exit_code(err);
 }
@@ -451,6 +458,30 @@ static int apply_opt(struct ctl *x, const struct optdef *o, const char *value)
 
 /* ---- connecting ------------------------------------------------------------------------ */
 
+/* What to do about EACCES at connect: the socket's group is who may
+ * connect besides its owner (the system gorod's is goro). */
+static void access_hint(const char *path)
+{
+	struct stat st;
+	struct group *gr;
+	char gname[64];
+
+	if (stat(path, &st) < 0 || !S_ISSOCK(st.st_mode) || !(st.st_mode & S_IWGRP)) {
+		fprintf(stderr, "goroctl: hint: the system gorod lets in root and the group "
+			"goro (`usermod -aG goro $USER`, then log in again); or run your "
+			"own: `systemctl --user start gorod.socket`\n");
+		return;
+	}
+	if ((gr = getgrgid(st.st_gid)))
+		snprintf(gname, sizeof gname, "%s", gr->gr_name);
+	else
+		snprintf(gname, sizeof gname, "%u", (unsigned)st.st_gid);
+	fprintf(stderr, "goroctl: hint: %s lets in its owner and the members of group %s "
+		"(mode %04o), and you are neither: ask to be added to %s (`usermod -aG %s "
+		"$USER`, then log in again), or run your own gorod: `systemctl --user start "
+		"gorod.socket`\n", path, gname, (unsigned)(st.st_mode & 07777), gname, gname);
+}
+
 /* Connects to gorod. Returns 0, or an exit code having said what is wrong
  * and what to do. */
 int ctl_connect(struct ctl *x)
@@ -478,9 +509,7 @@ int ctl_connect(struct ctl *x)
 	snprintf(msg, sizeof msg, "cannot connect to gorod at %s: %s", path, goro_strerror(err));
 	fprintf(stderr, "goroctl: %s\n", msg);
 	if (err == -EACCES)
-		fprintf(stderr, "goroctl: hint: the system gorod lets in root and the group "
-			"goro (`usermod -aG goro $USER`, then log in again); or run your "
-			"own: `systemctl --user start gorod.socket`\n");
+		access_hint(path);
 	else if (err == -ENAMETOOLONG)
 		fprintf(stderr, "goroctl: hint: a socket path is at most 107 bytes\n");
 	ctl_json_error(x, err, msg);

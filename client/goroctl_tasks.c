@@ -1415,7 +1415,11 @@ int ctl_ps(struct ctl *x)
 				/* The page's entries, without its brackets. */
 				printf("%s%.*s", first ? "" : ",", (int)(len - 2), json + 1);
 				first = false;
-				const char *last = strrchr(json, '{');
+				/* The last entry: `{"id":` cannot occur inside a
+				 * string, where its quotes would be escaped. */
+				const char *last = NULL;
+				for (const char *p = json; (p = strstr(p, "{\"id\":")); p++)
+					last = p;
 				long long id;
 				if (!last || sscanf(last, "{\"id\":%lld", &id) != 1) {
 					free(json);

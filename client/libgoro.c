@@ -154,12 +154,18 @@ GORO_EXPORT int goro_socket_path(const char *path, char *buf, size_t size)
 
 	if (!path && (env = getenv("GOROD_SOCKET")) && *env)
 		path = env;
-	if (path)
+	if (path) {
 		n = snprintf(tmp, sizeof tmp, "%s", path);
-	else if (geteuid() != 0 && (env = getenv("XDG_RUNTIME_DIR")) && *env)
+	} else if (geteuid() != 0 && (env = getenv("XDG_RUNTIME_DIR")) && *env) {
+		/* The user's own gorod; the system one when the user runs none
+		 * (a member of group goro reaches it with no setting at all). */
 		n = snprintf(tmp, sizeof tmp, "%s/gorod.sock", env);
-	else
+		if (n > 0 && (size_t)n < sizeof tmp && access(tmp, F_OK) < 0 &&
+		    access(SYSTEM_SOCKET, F_OK) == 0)
+			n = snprintf(tmp, sizeof tmp, "%s", SYSTEM_SOCKET);
+	} else {
 		n = snprintf(tmp, sizeof tmp, "%s", SYSTEM_SOCKET);
+	}
 	if (n < 0 || (size_t)n >= sizeof tmp || (size_t)n >= size)
 		return -ENAMETOOLONG;
 	memcpy(buf, tmp, (size_t)n + 1);
@@ -383,6 +389,17 @@ static int client_fail(goro_client *c, int err, const char *fmt, ...)
 
 /* ---- writing and reading --------------------------------------------------------- */
 
+static ssize_t in_read(goro_client *c, bool wait);
+static int in_dispatch(goro_client *c);
+
+/* gorod closed the connection: dispatches what it sent before, which may
+ * say why (a `refused` notification) and so become the connection's error. */
+static void read_last_words(goro_client *c)
+{
+	while (!c->broken && in_read(c, false) > 0)
+		in_dispatch(c);
+}
+
 /* Writes what is queued, without blocking. Returns 0 when all is written,
  * -EAGAIN when the socket takes no more, or the connection's error. */
 static int out_write(goro_client *c)
@@ -400,8 +417,10 @@ static int out_write(goro_client *c)
 			continue;
 		if (e == EAGAIN || e == EWOULDBLOCK)
 			return -EAGAIN;
-		if (e == EPIPE || e == ECONNRESET)
+		if (e == EPIPE || e == ECONNRESET) {
+			read_last_words(c);
 			return client_fail(c, -ECONNRESET, "gorod closed the connection");
+		}
 		return client_fail(c, -e, "writing to gorod: %s", goro_strerror(-e));
 	}
 	c->out.size = 0;
@@ -494,6 +513,24 @@ static int reply_error(const msgpack_object *e, char *msg)
 	return -EPROTO;
 }
 
+/* A notification from gorod. The one defined, [2, "refused", [code,
+ * message]], comes first on a connection gorod will not serve (a per-user
+ * limit): the connection fails with that code and message. Others are
+ * ignored, as the spec says. Returns 0 or the connection's error. */
+static int notice(goro_client *c, const struct proto_msg *m)
+{
+	char msg[CLIENT_MSG_MAX];
+	int err;
+
+	if (!proto_str_eq(m->method, m->method_len, "refused") ||
+	    m->params.via.array.size != 2)
+		return 0;
+	err = reply_error(&m->params, msg);
+	if (err == 0)
+		return 0;
+	return client_fail(c, err, "%s", msg);
+}
+
 /* Handles one message from gorod. Returns 1 for a reply handled, 0 for a
  * message ignored (a notification), or the connection's error. */
 static int dispatch_one(goro_client *c, const char *frame, size_t len)
@@ -509,7 +546,7 @@ static int dispatch_one(goro_client *c, const char *frame, size_t len)
 	if (proto_decode(&c->unp, frame, len, &m, &why) < 0)
 		return client_fail(c, -EPROTO, "gorod sent a malformed message: %s", why);
 	if (m.type == PROTO_NOTIFY)
-		return 0; /* none is defined yet: ignored, as the spec says */
+		return notice(c, &m);
 	if (m.type == PROTO_REQUEST)
 		return client_fail(c, -EPROTO, "gorod sent a request, which clients do not serve");
 	i = pending_find(c, m.msgid);

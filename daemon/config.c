@@ -46,6 +46,13 @@ static const struct setting settings[] = {
 	{ "keep-output", 'B', K_SIZE, AT(task.keep_output), 1LL << 40 },
 	{ "leak-after", 'L', K_DURATION, AT(task.leak_after_ms), 0 },
 	{ "metrics", 'M', K_STR, AT(metrics), 0 },
+	{ "state-dir", 'S', K_STR, AT(state_dir), 0 },
+	/* Per-user limits (quota.c, where the defaults are explained). */
+	{ "sessions-per-user", 0x100, K_COUNT, AT(quota.sessions), 1000000 },
+	{ "requests-per-user", 0x101, K_COUNT, AT(quota.requests), 100000000 },
+	{ "tasks-per-user", 0x102, K_COUNT, AT(quota.tasks), 100000000 },
+	{ "names-per-user", 0x103, K_COUNT, AT(quota.names), 100000000 },
+	{ "output-per-user", 0x104, K_SIZE, AT(quota.output), 1LL << 40 },
 };
 
 #define NSETTINGS (sizeof settings / sizeof settings[0])
@@ -84,6 +91,27 @@ static void usage(FILE *f)
 		"                     suspected leak, unless it said otherwise (10m)\n"
 		"      --metrics ADDR     serve Prometheus metrics at http://ADDR/metrics,\n"
 		"                     ADDR like 127.0.0.1:9464 (default: off)\n"
+		"      --state-dir DIR    keep the task journal there, so that tasks and their\n"
+		"                     outcomes survive a restart; default: $STATE_DIRECTORY\n"
+		"                     (systemd's StateDirectory=), else none\n"
+		"\n"
+		"Per-user limits: past one, that user's request gets EAGAIN naming the\n"
+		"setting; other users go on. 0 is none. Root and gorod's own user are\n"
+		"counted but never refused. The defaults fit a small shared machine\n"
+		"(2 CPUs, a service's 1024 file descriptors):\n"
+		"      --sessions-per-user N  connections at once (64: a client needs one\n"
+		"                     per thread; 64 is a sixteenth of the descriptors)\n"
+		"      --requests-per-user N  requests that wait (lock, acquire, wg wait,\n"
+		"                     task wait, following logs) in flight at once (4096;\n"
+		"                     each holds a goroutine)\n"
+		"      --tasks-per-user N     tasks queued, running or paused (1024: room\n"
+		"                     for a queue behind a semaphore; two CPUs run a few)\n"
+		"      --names-per-user N     WaitGroups, mutexes and semaphores in use\n"
+		"                     that the user's requests made (10000, ~5 MiB)\n"
+		"      --output-per-user BYTES  output kept of the user's tasks, live and\n"
+		"                     finished (64M: 32 tasks at the default output-max);\n"
+		"                     past it rings stop growing and the rest is cut\n"
+		"\n"
 		"  -V, --version      print the version and exit\n"
 		"  -h, --help         print this help and exit\n"
 		"\n"
@@ -291,7 +319,8 @@ static int read_file(struct config *cf, char *err, size_t len)
 		if (!s) {
 			say(err, len, "%s:%d: unknown key '%s'; the keys are socket, maxprocs, "
 			    "module-dir, output-max, keep-tasks, keep-age, keep-output, "
-			    "leak-after, metrics", config_path, n, key);
+			    "leak-after, metrics, state-dir, sessions-per-user, requests-per-user, "
+			    "tasks-per-user, names-per-user, output-per-user", config_path, n, key);
 			r = -EINVAL;
 			break;
 		}
@@ -311,7 +340,7 @@ static int build(struct config *cf, char *err, size_t len)
 {
 	int r;
 
-	*cf = (struct config){ .task = task_defaults };
+	*cf = (struct config){ .task = task_defaults, .quota = quota_defaults };
 	r = read_file(cf, err, len);
 	for (size_t i = 0; r == 0 && i < NSETTINGS; i++) {
 		const struct setting *st = &settings[i];
@@ -339,6 +368,13 @@ static int build(struct config *cf, char *err, size_t len)
 	}
 	if (cf->task.output_max > cf->task.output_limit)
 		cf->task.output_limit = cf->task.output_max;
+	/* systemd's StateDirectory= (the first, if it names several). */
+	const char *sd = getenv("STATE_DIRECTORY");
+	if (!cf->state_dir && sd && *sd && !(cf->state_dir = strndup(sd, strcspn(sd, ":")))) {
+		say(err, len, "out of memory");
+		config_free(cf);
+		return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -356,7 +392,7 @@ int config_load(int argc, char **argv, struct config *cf)
 	longopts[k++] = (struct option){ "version", no_argument, NULL, 'V' };
 	longopts[k++] = (struct option){ "help", no_argument, NULL, 'h' };
 	task_defaults = task_config;
-	cmdline = (struct config){ .task = task_defaults };
+	cmdline = (struct config){ .task = task_defaults, .quota = quota_defaults };
 
 	while ((c = getopt_long(argc, argv, "p:s:m:c:Vh", longopts, &idx)) != -1) {
 		const struct setting *st = NULL;
@@ -398,6 +434,9 @@ int config_load(int argc, char **argv, struct config *cf)
 		fprintf(stderr, "gorod: %s\n", err);
 		return -EINVAL;
 	}
+	/* The limits apply from the first connection; reload() applies the
+	 * next ones (main.c). */
+	quota_set_limits(&cf->quota);
 	return 0;
 }
 
@@ -411,5 +450,6 @@ void config_free(struct config *cf)
 	free(cf->socket);
 	free(cf->module_dir);
 	free(cf->metrics);
-	cf->socket = cf->module_dir = cf->metrics = NULL;
+	free(cf->state_dir);
+	cf->socket = cf->module_dir = cf->metrics = cf->state_dir = NULL;
 }

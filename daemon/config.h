@@ -7,14 +7,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "quota.h"
 #include "task.h"
 
 struct config {
 	char *socket;        /* NULL: the default path (server.c) */
 	char *module_dir;    /* NULL: no modules */
 	char *metrics;       /* HOST:PORT, or NULL: no metrics endpoint */
+	char *state_dir;     /* the task journal's directory, or NULL: none */
 	int maxprocs;        /* 0: the CPUs this process may use */
 	struct task_config task;
+	struct quota_limits quota; /* per-user limits (quota.c) */
 };
 
 /* Where the configuration file is: --config, else

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "gorod.h"
+#include "quota.h"
 
 typedef void (*handler)(struct session *s, const struct proto_msg *m);
 
@@ -40,17 +40,24 @@ static void pack_grant(msgpack_packer *pk, void *arg)
 
 void dispatch(struct session *s, const struct proto_msg *m)
 {
-	int id = proto_method_find(m->method, m->method_len);
+	int id = proto_method_find(m->method, m->method_len), rc;
+	char why[PROTO_MAX_NAME + 64];
 
 	atomic_fetch_add_explicit(&s->requests, 1, memory_order_relaxed);
 	if (id < 0) {
-		char why[PROTO_MAX_NAME + 64];
 		int len = m->method_len > 64 ? 64 : (int)m->method_len;
 		snprintf(why, sizeof why, "unknown method '%.*s'", len, m->method);
 		reply_err(s, m, -ENOSYS, why);
 		return;
 	}
+	/* A request that may wait counts for its user until answered; past
+	 * requests-per-user it is refused (quota.c: the others never are). */
+	if ((rc = quota_request_begin(s, id, why, sizeof why)) < 0) {
+		reply_err(s, m, rc, why);
+		return;
+	}
 	handlers[id](s, m);
+	quota_request_end(s, id);
 }
 
 /* ---- params ------------------------------------------------------------------ */
@@ -133,6 +140,7 @@ static void run_waitable(struct session *s, const struct proto_msg *m, int metho
 			 const struct args *a, int (*op)(struct req *))
 {
 	struct req *r = calloc(1, sizeof *r);
+	char why[256];
 	int rc;
 
 	if (!r) {
@@ -153,6 +161,14 @@ static void run_waitable(struct session *s, const struct proto_msg *m, int metho
 		rt_mutex_unlock(&names_lock);
 		free(r);
 		reply_err(s, m, -EAGAIN, "too many requests waiting on this connection (limit 1024)");
+		return;
+	}
+	if (method != PROTO_M_wg_wait &&
+	    (rc = quota_name_check(s, method == PROTO_M_sem_acquire ? PRIM_SEM : PRIM_MUTEX,
+				   a->name, a->name_len, why, sizeof why)) < 0) {
+		rt_mutex_unlock(&names_lock);
+		free(r);
+		reply_err(s, m, rc, why);
 		return;
 	}
 	rc = op(r);
@@ -215,12 +231,20 @@ void rpc_hello(struct session *s, const struct proto_msg *m)
 
 static void wg_change(struct session *s, const struct proto_msg *m, struct args *a)
 {
+	char why[256];
 	int64_t count = 0;
 	int rc;
 
 	rt_mutex_lock_nocancel(&names_lock);
-	rc = nwg_add(s, a, &count);
+	/* Only a count added may make a name: done is never refused. */
+	rc = a->delta > 0 ? quota_name_check(s, PRIM_WG, a->name, a->name_len, why, sizeof why) : 0;
+	if (rc == 0)
+		rc = nwg_add(s, a, &count);
 	rt_mutex_unlock(&names_lock);
+	if (rc == -EAGAIN) {
+		reply_err(s, m, rc, why);
+		return;
+	}
 	if (rc == GORO_ENEGATIVE)
 		reply_err(s, m, rc, "sync: negative WaitGroup counter (the counter is unchanged)");
 	else if (rc == -ERANGE)

@@ -28,6 +28,7 @@ extern struct rt_mutex names_lock;
 struct grant;
 struct lease;
 struct nwait;
+struct quota;
 struct req;
 
 struct session {
@@ -46,6 +47,7 @@ struct session {
 	uint64_t leak_round;     /* ... made in this pass */
 	uint64_t task_of;        /* leak.c: the task its peer acts for, once known */
 	bool task_of_known;
+	struct quota *quota;     /* its user's counts (quota.c; set while linked) */
 	char client[64];         /* from hello (names_lock) */
 	int64_t started_ns;
 
@@ -55,6 +57,7 @@ struct session {
 	msgpack_sbuffer out;
 	size_t out_off;          /* bytes of out already written */
 	bool out_broken;         /* a write failed: the peer is gone */
+	uint64_t out_seq;        /* the journal record out may not be written before */
 
 	/* Requests that wait, each in a goroutine of its own (names_lock). */
 	struct req *reqs;
@@ -81,6 +84,9 @@ void session_serve(void *fd_as_ptr);
  * result (called only when code == 0). */
 void session_reply(struct session *s, uint32_t msgid, int code, const char *why,
 		   void (*pack)(msgpack_packer *pk, void *arg), void *arg, bool flush);
+/* The replies packed from now on are written only once journal record seq
+ * is on disk (journal.c; 0: no wait). */
+void session_wait_journal(struct session *s, uint64_t seq);
 
 /* Asks every session to close; returns when all have. */
 void sessions_close_all(void);
@@ -93,6 +99,13 @@ void session_party_free(struct session *p);
 struct session *session_parties(void);
 void session_accepted(void);
 void session_ended_early(void);
+
+/* Counts for metrics (names_lock held): connections now and ever, the
+ * requests they made (ended sessions' included), requests waiting now. */
+struct session_counts {
+	uint64_t connected, accepted, requests, waiting;
+};
+void session_counts(struct session_counts *c);
 
 /* ---- requests (dispatch.c) ---------------------------------------------- */
 
@@ -160,6 +173,7 @@ struct nwait {
 	void *prim;
 	bool write;                  /* mutex: mode */
 	int64_t n;                   /* sem: units */
+	int64_t since;               /* mutex, sem: rt_now() when queued */
 	/* Filled by whoever completes it (names_lock). */
 	bool done;
 	int result;
@@ -233,6 +247,7 @@ struct grant {
 	uint64_t token;
 	bool write;
 	int64_t n;
+	int64_t granted_ns;          /* rt_now() at the grant (metrics.c's hold time) */
 };
 
 /* Count a session added to a WaitGroup with lease: true and has not yet
@@ -296,9 +311,10 @@ size_t nmutex_waiters(void *prim);
 bool nmutex_each_blocker(void *prim, struct nwait *nw,
 			 bool (*fn)(struct session *, void *), void *arg);
 
-/* Grants (grant.c), names_lock held. */
+/* Grants (grant.c), names_lock held. asked_ns: when a request that
+ * waited was queued (its nwait's since), 0 for one granted at once. */
 struct grant *grant_new(struct session *s, enum prim_kind kind, void *prim,
-			struct grant **holders, bool write, int64_t n);
+			struct grant **holders, bool write, int64_t n, int64_t asked_ns);
 void grant_free(struct grant **holders, struct grant *g);
 /* The grant with this token, or else (token 0) s's oldest, among holders. */
 struct grant *grant_find(struct grant *holders, struct session *s, uint64_t token);
@@ -313,6 +329,13 @@ bool deadlock_would_cycle(struct session *s, void *m, struct nwait *nw);
  * `size` bytes, with the name copied after it) if absent and create. */
 void *names_get(enum prim_kind kind, const char *name, size_t len, size_t size,
 		bool create);
+
+/* names_get() with create, a name made now charged to s's user (s NULL:
+ * nobody), and names_charge(): charges an existing name nobody is charged
+ * for to q (quota.c). names_lock held. */
+void *names_make(enum prim_kind kind, const char *name, size_t len, size_t size,
+		 struct session *s);
+void names_charge(enum prim_kind kind, const char *name, size_t len, struct quota *q);
 
 /* names_lock held: forgets a primitive that is back to its zero value. */
 void names_drop(enum prim_kind kind, void *prim);
@@ -352,6 +375,11 @@ int leak_start(void);
 void leak_stop(void);
 void leak_pack_counts(msgpack_packer *pk);
 size_t leak_count(void); /* findings now (names_lock) */
+/* Findings now and found since gorod started, by kind (names_lock held). */
+struct leak_counts {
+	uint64_t definite, suspected, left_behind, hog, lock_order;
+};
+void leak_counts(struct leak_counts *now, struct leak_counts *found);
 /* names_lock held: a lock-order inversion of mutexes a and b was seen. */
 void leak_lock_order(const char *a, const char *b, const char *first, const char *second);
 /* names_lock held: s was granted mutex g while holding its other grants. */
@@ -374,6 +402,8 @@ void nwg_describe(void *prim, char *buf, size_t len);
 /* ---- stats (stats.c) --------------------------------------------------------- */
 
 void stats_pack(msgpack_packer *pk, void *unused);
+/* gorod's resident set size in bytes (any thread; 0 when unknown). */
+int64_t stats_rss_bytes(void);
 extern int64_t gorod_started_ns;
 
 #endif /* GORO_DAEMON_H */

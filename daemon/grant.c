@@ -1,13 +1,26 @@
 /* grant.c: who holds what. A grant is one successful mutex.lock or
  * sem.acquire: it is linked both into its primitive's holders and into its
  * session's grants, so that either side can find it (an unlock by token;
- * a session that ends). All under names_lock. */
+ * a session that ends). All under names_lock.
+ *
+ * Every grant and every release passes here, so this is where the lock
+ * metrics are taken (metrics.c): how long the request waited, and how
+ * long the grant was held, whoever let go of it (an unlock, an unlock by
+ * token, the holder's death). One clock read at each end. */
 #include <stdlib.h>
 
 #include "gorod.h"
+#include "metrics.h"
+
+static enum metrics_lock_kind lock_kind(const struct grant *g)
+{
+	if (g->kind == PRIM_SEM)
+		return METRICS_SEM;
+	return g->write ? METRICS_MUTEX : METRICS_RWMUTEX_READ;
+}
 
 struct grant *grant_new(struct session *s, enum prim_kind kind, void *prim,
-			struct grant **holders, bool write, int64_t n)
+			struct grant **holders, bool write, int64_t n, int64_t asked_ns)
 {
 	leak_changed();
 	struct grant *g = calloc(1, sizeof *g);
@@ -20,6 +33,8 @@ struct grant *grant_new(struct session *s, enum prim_kind kind, void *prim,
 	g->token = token_next();
 	g->write = write;
 	g->n = n;
+	g->granted_ns = rt_now();
+	metrics_lock_waited(lock_kind(g), asked_ns ? g->granted_ns - asked_ns : 0);
 	/* Append to the holders (oldest first). */
 	g->next = NULL;
 	if (!*holders) {
@@ -50,6 +65,7 @@ void grant_free(struct grant **holders, struct grant *g)
 	struct session *s = g->s;
 
 	leak_changed();
+	metrics_lock_held(lock_kind(g), rt_now() - g->granted_ns);
 	if (g == *holders) {
 		*holders = g->next;
 		if (*holders)

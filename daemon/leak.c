@@ -912,3 +912,16 @@ void leak_pack_counts(msgpack_packer *pk)
 	proto_pack_kv_u64(pk, "hog", now[LK_HOG]);
 	proto_pack_kv_u64(pk, "lock_order", now[LK_LOCK_ORDER]);
 }
+
+void leak_counts(struct leak_counts *now, struct leak_counts *found)
+{
+	uint64_t n[LK_KINDS] = { 0 };
+
+	for (struct finding *f = findings; f; f = f->next)
+		n[f->kind]++;
+	*now = (struct leak_counts){ n[LK_DEFINITE], n[LK_SUSPECTED], n[LK_LEFT_BEHIND],
+				     n[LK_HOG], n[LK_LOCK_ORDER] };
+	*found = (struct leak_counts){ counts[LK_DEFINITE], counts[LK_SUSPECTED],
+				       counts[LK_LEFT_BEHIND], counts[LK_HOG],
+				       counts[LK_LOCK_ORDER] };
+}

@@ -20,6 +20,8 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "journal.h"
+#include "metrics.h"
 #include "notify.h"
 
 /* The listening socket systemd (or systemd-socket-activate) passed, if any:
@@ -107,6 +109,7 @@ static void sweeper(void *unused)
 		names_sweep(PRIM_SEM, nsem_expired, now);
 		task_prune(now);
 		rt_mutex_unlock(&names_lock);
+		task_trim(1);
 	}
 	rt_wg_done(&sweeper_wg);
 }
@@ -122,6 +125,10 @@ static void sweeper_stop(void)
 	rt_cancel(sweeper_g);
 	rt_wg_wait(&sweeper_wg, RT_FOREVER);
 }
+
+/* How long tasks have between SIGTERM and SIGKILL when gorod stops (less
+ * than gorod.service's TimeoutStopSec). */
+#define STOP_GRACE_MS 3000
 
 struct main_args {
 	int sfd, lfd;
@@ -155,20 +162,26 @@ static void reload(struct config *cf)
 		fprintf(stderr, "gorod: reload: socket changed; it takes effect at the next start\n");
 	if (!same(next.module_dir, cf->module_dir))
 		fprintf(stderr, "gorod: reload: module-dir changed; it takes effect at the next start\n");
+	if (!same(next.state_dir, cf->state_dir))
+		fprintf(stderr, "gorod: reload: state-dir changed; it takes effect at the next start\n");
 	if (next.maxprocs != cf->maxprocs) {
 		int n = next.maxprocs ? next.maxprocs : rt_cpus();
 		if ((r = rt_maxprocs(n)) < 0)
 			fprintf(stderr, "gorod: reload: maxprocs %d: %s\n", n, proto_strerror(r));
 	}
+	metrics_reload(next.metrics); /* on failure the old endpoint stays */
 	rt_mutex_lock_nocancel(&names_lock);
 	task_config = next.task;
+	quota_set_limits(&next.quota);
 	rt_mutex_unlock(&names_lock);
 	/* What needs a restart stays as it runs. */
 	free(next.socket);
 	free(next.module_dir);
+	free(next.state_dir);
 	next.socket = cf->socket;
 	next.module_dir = cf->module_dir;
-	cf->socket = cf->module_dir = NULL;
+	next.state_dir = cf->state_dir;
+	cf->socket = cf->module_dir = cf->state_dir = NULL;
 	config_free(cf);
 	*cf = next;
 	fprintf(stderr, "gorod: reloaded %s: maxprocs=%d leak-after=%lldms output-max=%lld "
@@ -189,9 +202,23 @@ static void main_goroutine(void *arg)
 	struct signalfd_siginfo si;
 	int r;
 
+	/* First, so that a bad --metrics address stops gorod before it serves
+	 * anything (metrics_start said why). */
+	if (metrics_start(ma->cf->metrics) < 0) {
+		ma->rc = 1;
+		return;
+	}
+	/* The tasks of the last run, before any client can ask for them. */
+	if (journal_open(ma->cf->state_dir) < 0) {
+		metrics_stop();
+		ma->rc = 1;
+		return;
+	}
 	if ((r = server_start(ma->lfd)) < 0 || (r = sweeper_start()) < 0 || (r = leak_start()) < 0 ||
 	    (r = notify_ready(ma->path)) < 0) {
 		fprintf(stderr, "gorod: cannot start serving: %s\n", proto_strerror(r));
+		journal_close();
+		metrics_stop();
 		ma->rc = 1;
 		return;
 	}
@@ -221,19 +248,27 @@ static void main_goroutine(void *arg)
 		break;
 	}
 	notify_stopping();
+	metrics_stop();
 	server_stop();
 	leak_stop();
 	sessions_close_all();
-	/* Tasks end with gorod: their process groups are killed (a service
-	 * manager's stop would kill them anyway; see README). Reaping goes on
-	 * meanwhile, from this goroutine. */
-	tasks_stop_start();
+	/* Tasks end with gorod: their process groups get SIGTERM, and SIGKILL
+	 * STOP_GRACE_MS later (a service manager's stop would kill them
+	 * anyway; see README). Reaping goes on meanwhile, from here. */
+	int64_t kill_at = rt_deadline_ms(STOP_GRACE_MS);
+	bool killed = false;
+	tasks_stop_signal(SIGTERM);
 	for (;;) {
 		proc_reap();
 		if (tasks_stop_wait(rt_deadline_ms(50)) == 0)
 			break;
+		if (!killed && rt_now() >= kill_at) {
+			tasks_stop_start();
+			killed = true;
+		}
 	}
 	sweeper_stop();
+	journal_close(); /* after the tasks' ends: they are on disk too */
 }
 
 int main(int argc, char **argv)
@@ -243,7 +278,7 @@ int main(int argc, char **argv)
 	char path[256];
 	bool activated = false, stored = false;
 	sigset_t mask;
-	int sfd, lfd, r;
+	int sfd = -1, lfd, r, rc = 1;
 
 	/* Tasks get their pipes as fds 0-2: those must not be free here, or
 	 * a pipe would land on one of them. */
@@ -255,8 +290,10 @@ int main(int argc, char **argv)
 		fcntl(fd, F_SETFD, 0);
 	}
 	r = config_load(argc, argv, &cf);
-	if (r != 0)
-		return r > 0 ? 0 : 2;
+	if (r != 0) {
+		rc = r > 0 ? 0 : 2;
+		goto out;
+	}
 	task_config = cf.task;
 
 	/* Block the signals in every thread before any starts, and read
@@ -272,18 +309,19 @@ int main(int argc, char **argv)
 	sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (sfd < 0) {
 		perror("gorod: signalfd");
-		return 1;
+		goto out;
 	}
 	if (server_socket_path(cf.socket, path, sizeof path) < 0) {
 		fprintf(stderr, "gorod: the socket path is too long\n");
-		return 2;
+		rc = 2;
+		goto out;
 	}
 	if ((r = proc_init()) < 0 || (r = tasks_init()) < 0) {
 		fprintf(stderr, "gorod: cannot set up tasks: %s\n", strerror(-r));
-		return 1;
+		goto out;
 	}
 	if (cf.module_dir && module_load_dir(cf.module_dir) < 0)
-		return 1;
+		goto out;
 	lfd = activated_socket(path, sizeof path, &stored);
 	if (lfd == -ENOENT) {
 		lfd = server_listen(path);
@@ -293,14 +331,14 @@ int main(int argc, char **argv)
 		activated = lfd >= 0;
 	}
 	if (lfd < 0)
-		return 1;
+		goto out;
 	gorod_started_ns = rt_now();
 	r = rt_init(&(struct rt_config){ .maxprocs = cf.maxprocs });
 	if (r < 0) {
 		fprintf(stderr, "gorod: cannot start the runtime: %s\n", proto_strerror(r));
 		if (!activated && !stored)
 			unlink(path);
-		return 1;
+		goto out;
 	}
 	ma = (struct main_args){ .sfd = sfd, .lfd = lfd, .path = path, .cf = &cf };
 	rt_run(main_goroutine, &ma);
@@ -312,7 +350,10 @@ int main(int argc, char **argv)
 	r = rt_shutdown();
 	if (r < 0)
 		fprintf(stderr, "gorod: shutdown: %s\n", proto_strerror(r));
-	close(sfd);
+	rc = r < 0 || ma.rc ? 1 : 0;
+out:
+	if (sfd >= 0)
+		close(sfd);
 	config_free(&cf);
-	return r < 0 || ma.rc ? 1 : 0;
+	return rc;
 }

@@ -99,7 +99,7 @@ static int module_load_dir_open(const char *dir)
 		n++;
 	}
 	closedir(d);
-	if (rc == 0)
+	if (rc == 0 && n > 1)
 		qsort(names, n, sizeof *names, cmp_names);
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		char path[4096];
@@ -138,7 +138,10 @@ int goro_task_result(struct goro_task *gt, const struct goro_value *v)
 	}
 	rt_mutex_lock_nocancel(&names_lock);
 	free(t->result);
-	t->result = sb.data; /* the sbuffer's malloc'd data, now owned by t */
+	/* the sbuffer's data, now owned by t, cut to size (it starts at 8 KiB) */
+	t->result = realloc(sb.data, sb.size ? sb.size : 1);
+	if (!t->result)
+		t->result = sb.data;
 	t->result_len = sb.size;
 	rt_mutex_unlock(&names_lock);
 	return 0;

@@ -5,11 +5,13 @@
  * doubled when the load passes 1 and halved when it falls under 1/8, so
  * its memory follows the names in use, not the names ever used. Each entry
  * is the primitive itself: a header (struct name_hdr) followed by the
- * kind's own struct and the name's bytes. All under names_lock. */
+ * kind's own struct and the name's bytes. A name made for a session is
+ * charged to its user until it is forgotten (quota.c). All under
+ * names_lock. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "gorod.h"
+#include "quota.h"
 
 struct name_hdr {
 	struct name_hdr *next;
@@ -17,6 +19,7 @@ struct name_hdr {
 	enum prim_kind kind;
 	size_t len;
 	char *name;          /* NUL-terminated copy, after the primitive */
+	struct quota *payer; /* the user it is charged to, or NULL */
 	/* the primitive follows, aligned */
 } __attribute__((aligned(16)));
 
@@ -80,8 +83,9 @@ static int resize(struct table *t, size_t nb)
 	return 0;
 }
 
-void *names_get(enum prim_kind kind, const char *name, size_t len, size_t size,
-		bool create)
+/* The lookup, and the making of a name absent and create, charged to payer. */
+static void *get(enum prim_kind kind, const char *name, size_t len, size_t size, bool create,
+		 struct quota *payer)
 {
 	struct table *t = &tables[kind];
 	uint64_t hash = fnv1a(name, len);
@@ -108,7 +112,31 @@ void *names_get(enum prim_kind kind, const char *name, size_t len, size_t size,
 	h->next = t->b[hash & (t->nb - 1)];
 	t->b[hash & (t->nb - 1)] = h;
 	t->n++;
+	h->payer = payer;
+	quota_name_charge(payer);
 	return h + 1;
+}
+
+void *names_get(enum prim_kind kind, const char *name, size_t len, size_t size,
+		bool create)
+{
+	return get(kind, name, len, size, create, NULL);
+}
+
+void *names_make(enum prim_kind kind, const char *name, size_t len, size_t size,
+		 struct session *s)
+{
+	return get(kind, name, len, size, true, s ? s->quota : NULL);
+}
+
+void names_charge(enum prim_kind kind, const char *name, size_t len, struct quota *q)
+{
+	void *prim = get(kind, name, len, 0, false, NULL);
+
+	if (prim && !hdr_of(prim)->payer) {
+		hdr_of(prim)->payer = q;
+		quota_name_charge(q);
+	}
 }
 
 void names_sweep(enum prim_kind kind, bool (*expired)(void *prim, int64_t now), int64_t now)
@@ -122,6 +150,7 @@ void names_sweep(enum prim_kind kind, bool (*expired)(void *prim, int64_t now), 
 			if (expired(h + 1, now)) {
 				*pp = h->next;
 				t->n--;
+				quota_name_uncharge(h->payer);
 				free(h);
 			} else {
 				pp = &h->next;
@@ -139,6 +168,7 @@ void names_drop(enum prim_kind kind, void *prim)
 		if (*pp == h) {
 			*pp = h->next;
 			t->n--;
+			quota_name_uncharge(h->payer);
 			free(h);
 			break;
 		}

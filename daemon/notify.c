@@ -79,14 +79,16 @@ int notify_ready(const char *path)
 	serving = path;
 	if (!getenv("NOTIFY_SOCKET"))
 		return 0;
-	status_line(line, sizeof line);
-	sd_notifyf(0, "READY=1\nSTATUS=%s\nMAINPID=%d", line, (int)getpid());
+	/* The status goroutine first: whoever counts gorod's goroutines once
+	 * it is ready (the tests) must find it already there. */
 	rt_wg_add(&status_wg, 1);
 	if ((r = rt_go(status_loop, NULL, &status_g)) < 0) {
 		rt_wg_done(&status_wg);
 		return r;
 	}
 	status_running = true;
+	status_line(line, sizeof line);
+	sd_notifyf(0, "READY=1\nSTATUS=%s\nMAINPID=%d", line, (int)getpid());
 	/* WatchdogSec= set (and for this process): kick at a quarter of it,
 	 * so a late kick or two still arrives in time. */
 	if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {

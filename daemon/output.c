@@ -26,6 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "quota.h"
 #include "task.h"
 
 #define RING_MIN 4096
@@ -46,6 +47,7 @@ void outbuf_destroy(struct outbuf *o)
 		close(o->fd);
 	o->fd = -1;
 	free(o->ring);
+	quota_output_free(o->quota, o->cap);
 	o->ring = NULL;
 	o->cap = o->len = o->head = 0;
 }
@@ -62,8 +64,18 @@ static void ring_grow(struct outbuf *o, size_t n)
 		cap *= 2;
 	if (cap > o->max)
 		cap = o->max;
-	if (!(r = malloc(cap)))
+	/* Past the user's output-per-user the ring stops growing, as at max;
+	 * a stream's first ring is given whatever the limit (quota.c). */
+	if (!quota_output_grow(o->quota, cap - o->cap)) {
+		if (o->cap)
+			return;
+		cap = RING_MIN < o->max ? RING_MIN : o->max;
+		quota_output_force(o->quota, cap);
+	}
+	if (!(r = malloc(cap))) {
+		quota_output_free(o->quota, cap - o->cap);
 		return; /* keep what fits: the rest counts as cut */
+	}
 	/* Unwrap the old ring into the start of the new one. */
 	size_t first = o->cap - o->head < o->len ? o->cap - o->head : o->len;
 	if (o->len) {
@@ -274,4 +286,14 @@ int outbuf_read(const struct outbuf *o, uint64_t from, size_t max, bool tail, ch
 	*len = n;
 	*start = from;
 	return 0;
+}
+
+void outbuf_restore(struct outbuf *o, const void *p, size_t n, uint64_t total)
+{
+	if (n > o->max)
+		o->max = n;
+	ring_put(o, p, n);
+	o->total = total > o->len ? total : o->len;
+	o->kept = o->len;
+	o->eof = true;
 }

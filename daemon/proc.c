@@ -15,9 +15,9 @@
  * of argv[0] along PATH, the argv and envp arrays) is prepared before.
  * If exec fails, the child writes errno into the parent's memory (which it
  * shares until it exits) and exits 127; the parent reads it after vfork
- * returns. (Under ThreadSanitizer vfork is a fork, so there the report
- * goes through a close-on-exec pipe instead: end of file means exec
- * succeeded.)
+ * returns. (Under ThreadSanitizer and valgrind, GORO_TSAN and
+ * GORO_VALGRIND, vfork is a fork, so there the report goes through a
+ * close-on-exec pipe instead: end of file means exec succeeded.)
  *
  * Reaping. gorod is a child subreaper (PR_SET_CHILD_SUBREAPER), so the
  * processes a task leaves behind when its main process exits become
@@ -386,7 +386,7 @@ int proc_start(struct proc *p, const struct exec_spec *sp, const char **why)
 		*why = step_names[STEP_EXEC];
 		return errno == ENAMETOOLONG ? -ENAMETOOLONG : -ENOMEM;
 	}
-#ifdef GORO_TSAN
+#if defined(GORO_TSAN) || defined(GORO_VALGRIND)
 	if (pipe2(errp, O_CLOEXEC) < 0) {
 		free(paths);
 		*why = step_names[STEP_SETUP];

@@ -35,9 +35,10 @@ static void maybe_drop(struct nmutex *m)
 		names_drop(PRIM_MUTEX, m);
 }
 
-static struct grant *hold(struct nmutex *m, struct session *s, bool write)
+/* A grant of m to s; asked_ns: when its request was queued (0: not). */
+static struct grant *hold(struct nmutex *m, struct session *s, bool write, int64_t asked_ns)
 {
-	struct grant *g = grant_new(s, PRIM_MUTEX, m, &m->holders, write, 1);
+	struct grant *g = grant_new(s, PRIM_MUTEX, m, &m->holders, write, 1, asked_ns);
 
 	if (g) {
 		if (write)
@@ -64,7 +65,7 @@ static void grant_queue(struct nmutex *m)
 		struct grant *g;
 
 		nwait_unlink(&m->queue, nw);
-		g = hold(m, nw->s, nw->write);
+		g = hold(m, nw->s, nw->write, nw->since);
 		if (!g) {
 			nwait_complete(nw, -ENOMEM);
 			continue;
@@ -82,13 +83,13 @@ int nmutex_lock(struct req *r)
 {
 	const struct args *a = &r->a;
 	struct session *s = r->s;
-	struct nmutex *m = names_get(PRIM_MUTEX, a->name, a->name_len, sizeof *m, true);
+	struct nmutex *m = names_make(PRIM_MUTEX, a->name, a->name_len, sizeof *m, s);
 	struct grant *g;
 
 	if (!m)
 		return -ENOMEM;
 	if (!m->queue && compatible(m, a->write)) {
-		if (!(g = hold(m, s, a->write))) {
+		if (!(g = hold(m, s, a->write, 0))) {
 			maybe_drop(m);
 			return -ENOMEM;
 		}
@@ -105,6 +106,7 @@ int nmutex_lock(struct req *r)
 		return -EBUSY; /* not waiting, so no cycle either */
 	if (deadlock_would_cycle(s, m, NULL))
 		return -EDEADLK;
+	r->nw.since = rt_now();
 	nwait_enqueue(&m->queue, &r->nw);
 	return 1;
 }

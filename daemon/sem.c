@@ -37,7 +37,7 @@ static void grant_queue(struct nsem *m)
 		struct grant *g;
 
 		nwait_unlink(&m->queue, nw);
-		g = grant_new(nw->s, PRIM_SEM, m, &m->holders, false, nw->n);
+		g = grant_new(nw->s, PRIM_SEM, m, &m->holders, false, nw->n, nw->since);
 		if (!g) {
 			nwait_complete(nw, -ENOMEM);
 			continue;
@@ -55,7 +55,7 @@ static void grant_queue(struct nsem *m)
 int nsem_acquire(struct req *r)
 {
 	const struct args *a = &r->a;
-	struct nsem *m = names_get(PRIM_SEM, a->name, a->name_len, sizeof *m, true);
+	struct nsem *m = names_make(PRIM_SEM, a->name, a->name_len, sizeof *m, r->s);
 	int64_t n = a->n > 0 ? a->n : 1;
 	struct grant *g;
 
@@ -70,7 +70,7 @@ int nsem_acquire(struct req *r)
 		return -EINVAL;
 	}
 	if (!m->queue && m->capacity - m->used >= n) {
-		if (!(g = grant_new(r->s, PRIM_SEM, m, &m->holders, false, n))) {
+		if (!(g = grant_new(r->s, PRIM_SEM, m, &m->holders, false, n, 0))) {
 			maybe_drop(m);
 			return -ENOMEM;
 		}
@@ -86,6 +86,7 @@ int nsem_acquire(struct req *r)
 	r->nw.prim = m;
 	r->nw.s = r->s;
 	r->nw.n = n;
+	r->nw.since = rt_now();
 	nwait_enqueue(&m->queue, &r->nw);
 	return 1;
 }

@@ -9,7 +9,9 @@
  *
  * Replies are packed into the session's output buffer under out_lock. The
  * reader answers a whole batch of pipelined requests with one write; a
- * waiting request's goroutine writes its reply at once. A client that stops
+ * waiting request's goroutine writes its reply at once. A long batch is
+ * handled in turns (READ_SLICE_NS), answered and yielded between, so that
+ * one client's flood does not hold up the others. A client that stops
  * reading makes writes wait (parked, no thread held); past OUT_MAX pending
  * bytes the session is closed.
  *
@@ -22,15 +24,32 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "journal.h"
+#include "quota.h"
 #include "task.h"
 
 #define IN_START (64 * 1024)
 #define IN_MAX (PROTO_MAX_MESSAGE + 64 * 1024)
 #define OUT_MAX (8u << 20)
 #define OUT_FLUSH (256u << 10)
+/* How long a reader handles pipelined requests in one turn; then it
+ * answers them and lets the others run (rt_yield_io), so that a client
+ * that pipelines without end keeps no worker from the other sessions: the
+ * others' requests wait for a slice at most, not for a backlog
+ * (tests/test_quota.c, flood). The clock is read from the second message
+ * of a turn on, so a turn of one request (the usual) never reads it. */
+#define READ_SLICE_NS (20 * 1000)
+
+/* A reader's turn: from a wakeup (or a yield) to the next. */
+struct turn {
+	unsigned handled;
+	int64_t end; /* 0 until the first check */
+};
 
 struct session *sessions;
 int nsessions;
+static uint64_t nsessions_ever;  /* connections served (names_lock) */
+static uint64_t ended_requests;  /* requests of the sessions that ended (names_lock) */
 static uint64_t session_ids;
 static struct rt_wg sessions_wg;
 static bool closing_all; /* gorod is stopping (names_lock) */
@@ -39,6 +58,12 @@ static bool closing_all; /* gorod is stopping (names_lock) */
  * full. Returns 0, or a negative code once the peer is gone. */
 static int out_flush_locked(struct session *s)
 {
+	/* Spawn replies wait for their journal records: nothing gorod has not
+	 * recorded is acknowledged. If the journal broke, the connection is
+	 * closed instead. */
+	if (s->out_seq && !s->out_broken && journal_wait(s->out_seq) < 0)
+		s->out_broken = true;
+	s->out_seq = 0;
 	while (!s->out_broken && s->out_off < s->out.size) {
 		ssize_t n = send(s->fd, s->out.data + s->out_off, s->out.size - s->out_off,
 				 MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -90,6 +115,16 @@ void session_reply(struct session *s, uint32_t msgid, int code, const char *why,
 	rt_mutex_unlock(&s->out_lock);
 }
 
+void session_wait_journal(struct session *s, uint64_t seq)
+{
+	if (!seq)
+		return;
+	rt_mutex_lock_nocancel(&s->out_lock);
+	if (seq > s->out_seq)
+		s->out_seq = seq;
+	rt_mutex_unlock(&s->out_lock);
+}
+
 static void session_flush(struct session *s)
 {
 	rt_mutex_lock_nocancel(&s->out_lock);
@@ -98,14 +133,30 @@ static void session_flush(struct session *s)
 	rt_mutex_unlock(&s->out_lock);
 }
 
-/* Handles the complete messages at the front of buf. Returns the bytes
- * consumed, or -1 when the connection must close (broken framing). */
+/* Whether the turn is over, after one more message: it has run its
+ * slice, or the netpoller is overdue (another session's request may be
+ * waiting to be seen: the yield polls). */
+static bool turn_over(struct turn *t)
+{
+	int64_t now;
+
+	if (++t->handled < 2)
+		return false;
+	now = rt_now();
+	if (!t->end)
+		t->end = now + READ_SLICE_NS;
+	return now >= t->end || rt_poll_due(now);
+}
+
+/* Handles the complete messages at the front of buf until the turn is
+ * over (*over). Returns the bytes consumed, or -1 when the connection must
+ * close (broken framing). */
 static ssize_t handle_input(struct session *s, msgpack_unpacked *u, const char *buf,
-			    size_t len)
+			    size_t len, struct turn *t, bool *over)
 {
 	size_t off = 0;
 
-	while (off < len) {
+	while (off < len && !*over) {
 		ssize_t fl = proto_frame_check(buf + off, len - off, PROTO_MAX_MESSAGE);
 		struct proto_msg m;
 		const char *why = NULL;
@@ -129,8 +180,35 @@ static ssize_t handle_input(struct session *s, msgpack_unpacked *u, const char *
 		/* Notifications are accepted and, being unknown, ignored (the
 		 * msgpack-RPC spec); so are responses, as gorod asks nothing. */
 		off += (size_t)fl;
+		*over = turn_over(t);
 	}
 	return (ssize_t)off;
+}
+
+/* Handles every complete message in in[0..*len) and moves what is left (a
+ * part of a message) to the front. Each time the turn is over it answers
+ * what it handled and yields, so that a request another session just sent
+ * runs first. Returns 0, or -1 when the connection must close. */
+static int handle_all(struct session *s, msgpack_unpacked *u, char *in, size_t *len,
+		      struct turn *t)
+{
+	size_t off = 0;
+
+	for (;;) {
+		bool over = false;
+		ssize_t used = handle_input(s, u, in + off, *len - off, t, &over);
+		if (used < 0)
+			return -1;
+		off += (size_t)used;
+		if (!over)
+			break; /* no complete message left */
+		session_flush(s);
+		rt_yield_io();
+		*t = (struct turn){ 0 };
+	}
+	memmove(in, in + off, *len - off);
+	*len -= off;
+	return 0;
 }
 
 /* Reads and handles until the peer closes, breaks the framing, or the
@@ -140,6 +218,7 @@ static void read_loop(struct session *s)
 	msgpack_unpacked u;
 	size_t cap = IN_START, len = 0;
 	char *in = malloc(cap);
+	struct turn turn = { 0 };
 
 	if (!in)
 		return;
@@ -150,11 +229,8 @@ static void read_loop(struct session *s)
 
 		if (n > 0) {
 			len += (size_t)n;
-			ssize_t used = handle_input(s, &u, in, len);
-			if (used < 0)
+			if (handle_all(s, &u, in, &len, &turn) < 0)
 				break;
-			memmove(in, in + used, len - (size_t)used);
-			len -= (size_t)used;
 			if (len == cap && cap < IN_MAX) {
 				/* A message larger than the buffer: grow (the
 				 * frame check bounds it by PROTO_MAX_MESSAGE). */
@@ -192,7 +268,11 @@ static void read_loop(struct session *s)
 		}
 		if (rt_pollfd_wait(s->pfd, RT_READ, RT_FOREVER) < 0)
 			break;
+		turn = (struct turn){ 0 };
 	}
+	/* The replies to the last batch: a client that sends and then
+	 * half-closes (shutdown(SHUT_WR), nc -N, socat) reads them. */
+	session_flush(s);
 	msgpack_unpacked_destroy(&u);
 	free(in);
 }
@@ -219,6 +299,8 @@ static void session_end(struct session *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	nsessions--;
+	quota_session_close(s);
+	ended_requests += atomic_load_explicit(&s->requests, memory_order_relaxed);
 	rt_mutex_unlock(&names_lock);
 
 	rt_pollfd_close(s->pfd);
@@ -277,6 +359,7 @@ struct session *session_party_new(uid_t uid, gid_t gid, pid_t pid)
 	p->uid = uid;
 	p->gid = gid;
 	p->pid = pid;
+	p->quota = quota_find(uid); /* kept by its task's record */
 	p->id = ++session_ids; /* names_lock */
 	p->started_ns = rt_now();
 	return p;
@@ -299,6 +382,8 @@ void session_serve(void *arg)
 	struct session *s = calloc(1, sizeof *s);
 	struct ucred cred = { 0 };
 	socklen_t clen = sizeof cred;
+	char why[256];
+	int rc;
 
 	if (!s) {
 		close(fd);
@@ -329,12 +414,25 @@ void session_serve(void *arg)
 	msgpack_sbuffer_init(&s->out);
 
 	rt_mutex_lock_nocancel(&names_lock);
+	if ((rc = quota_session_open(s, why, sizeof why)) < 0) {
+		/* Past sessions-per-user: told why, never served (quota.c). */
+		rt_mutex_unlock(&names_lock);
+		quota_refuse(fd, s->pfd, rc, why);
+		rt_pollfd_close(s->pfd);
+		close(fd);
+		msgpack_sbuffer_destroy(&s->out);
+		free(s->groups);
+		free(s);
+		rt_wg_done(&sessions_wg);
+		return;
+	}
 	s->id = ++session_ids;
 	s->next = sessions;
 	if (sessions)
 		sessions->prev = s;
 	sessions = s;
 	nsessions++;
+	nsessions_ever++;
 	if (closing_all) /* accepted just before gorod began to stop */
 		shutdown(fd, SHUT_RDWR);
 	rt_mutex_unlock(&names_lock);
@@ -354,6 +452,17 @@ void session_accepted(void)
 void session_ended_early(void)
 {
 	rt_wg_done(&sessions_wg);
+}
+
+void session_counts(struct session_counts *c)
+{
+	*c = (struct session_counts){ .connected = (uint64_t)nsessions,
+				      .accepted = nsessions_ever,
+				      .requests = ended_requests };
+	for (struct session *s = sessions; s; s = s->next) {
+		c->requests += atomic_load_explicit(&s->requests, memory_order_relaxed);
+		c->waiting += (uint64_t)s->nreqs;
+	}
 }
 
 void sessions_close_all(void)

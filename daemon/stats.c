@@ -2,12 +2,13 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "quota.h"
 #include "task.h"
 
 int64_t gorod_started_ns;
 
 /* Resident set size in bytes, from /proc/self/statm. */
-static int64_t rss_bytes(void)
+int64_t stats_rss_bytes(void)
 {
 	long pages = 0, resident = 0;
 	FILE *f = fopen("/proc/self/statm", "re");
@@ -70,7 +71,7 @@ void stats_pack(msgpack_packer *pk, void *unused)
 	for (struct session *s = sessions; s; s = s->next)
 		waiters += s->nreqs;
 
-	msgpack_pack_map(pk, 18);
+	msgpack_pack_map(pk, 19);
 	proto_pack_kv_str(pk, "version", GOROD_VERSION);
 	proto_pack_kv_i64(pk, "uptime_ms", (rt_now() - gorod_started_ns) / 1000000);
 	proto_pack_kv_i64(pk, "pid", getpid());
@@ -109,7 +110,7 @@ void stats_pack(msgpack_packer *pk, void *unused)
 
 	proto_pack_str(pk, "memory");
 	msgpack_pack_map(pk, 3);
-	proto_pack_kv_i64(pk, "rss", rss_bytes());
+	proto_pack_kv_i64(pk, "rss", stats_rss_bytes());
 	proto_pack_kv_u64(pk, "stack_bytes", st.stack_bytes);
 	proto_pack_kv_u64(pk, "stacks", st.stacks);
 
@@ -117,5 +118,6 @@ void stats_pack(msgpack_packer *pk, void *unused)
 	pack_tasks(pk);
 	proto_pack_str(pk, "leaks");
 	leak_pack_counts(pk);
+	quota_pack(pk); /* last: its users' keys are not the sections above */
 	rt_mutex_unlock(&names_lock);
 }

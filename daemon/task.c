@@ -32,6 +32,7 @@
  * (output.c). A task record is freed when retention has let it go and no
  * reference is left (the goroutine, pumps, waiting requests: refs). */
 #include <dirent.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -41,6 +42,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "journal.h"
+#include "quota.h"
 #include "task.h"
 
 static void pid_table_add(struct task *t);
@@ -205,10 +208,12 @@ static void task_free(struct task *t)
 {
 	outbuf_destroy(&t->out[0]);
 	outbuf_destroy(&t->out[1]);
+	quota_task_free(t);
 	free(t->groups);
 	free(t->name);
 	free(t->key);
 	free(t->spec);
+	free(t->stdin_data); /* a task refused at spawn still has it */
 	free(t->args);
 	free(t->wg);
 	free(t->after);
@@ -296,8 +301,12 @@ struct session *task_party(struct task *t)
 
 /* ---- retention ------------------------------------------------------------------- */
 
+/* Tasks forgotten since the heap was last trimmed (task_trim). */
+static _Atomic uint64_t forgotten;
+
 static void forget(struct task *t)
 {
+	atomic_fetch_add_explicit(&forgotten, 1, memory_order_relaxed);
 	task_behind_drop(t);
 	list_remove(&fin_head, &fin_tail, t);
 	nfin--;
@@ -306,6 +315,16 @@ static void forget(struct task *t)
 	t->pruned = true;
 	if (t->refs == 0)
 		task_free(t);
+}
+
+void task_trim(uint64_t at_least)
+{
+	/* glibc keeps freed chunks below live ones, so the memory that
+	 * retention lets go would stay gorod's; Go's scavenger gives it back,
+	 * and so does this, once enough was forgotten to be worth the walk. */
+	if (atomic_load_explicit(&forgotten, memory_order_relaxed) >= at_least &&
+	    atomic_exchange(&forgotten, 0) >= at_least)
+		malloc_trim(0);
 }
 
 void task_prune(int64_t now_ns)
@@ -462,6 +481,7 @@ static void task_ended(struct task *t)
 	}
 	list_remove(&live_head, &live_tail, t);
 	nlive--;
+	quota_task_ended(t);
 	list_append(&fin_head, &fin_tail, t);
 	nfin++;
 	shrink(t);
@@ -469,6 +489,23 @@ static void task_ended(struct task *t)
 		       (t->errmsg ? strlen(t->errmsg) : 0);
 	fin_output += t->accounted;
 	task_prune(t->ended_ns);
+}
+
+/* names_lock held, by the task's goroutine, its outcome set: ends it,
+ * records the end in the journal (which reads the output under its own
+ * locks, so names_lock is let go meanwhile; the goroutine's reference
+ * keeps t), and drops the goroutine's hold. Returns with names_lock
+ * released. */
+static void task_finish(struct task *t)
+{
+	task_ended(t);
+	rt_mutex_unlock(&names_lock);
+	journal_ended(t);
+	task_trim(TRIM_AFTER);
+	rt_mutex_lock_nocancel(&names_lock);
+	task_unref(t);
+	rt_mutex_unlock(&names_lock);
+	rt_wg_done(&tasks_wg);
 }
 
 /* ---- waiting for events while the process runs ------------------------------------ */
@@ -657,10 +694,15 @@ static void fail(struct task *t, int err, const char *fmt, ...)
 		msg = NULL;
 	va_end(ap);
 	rt_mutex_lock_nocancel(&names_lock);
-	t->state = TS_FAILED;
-	t->err = err;
-	free(t->errmsg);
-	t->errmsg = msg;
+	if (t->killed) { /* a kill was accepted first: that is its outcome */
+		t->state = TS_KILLED;
+		free(msg);
+	} else {
+		t->state = TS_FAILED;
+		t->err = err;
+		free(t->errmsg);
+		t->errmsg = msg;
+	}
 	rt_mutex_unlock(&names_lock);
 }
 
@@ -1299,10 +1341,7 @@ static void sleep_end(void *arg)
 		t->state = TS_TIMEOUT; /* its timeout came first */
 	else
 		t->state = TS_EXITED;
-	task_ended(t);
-	task_unref(t);
-	rt_mutex_unlock(&names_lock);
-	rt_wg_done(&tasks_wg);
+	task_finish(t);
 }
 
 /* A func task running the built-in sleep with a good argument parks with
@@ -1382,10 +1421,7 @@ static void task_main(void *arg)
 	if (rc < 0 || t->killed) {
 		t->state = t->killed || rc == -ECANCELED ? TS_KILLED : TS_FAILED;
 		t->err = t->state == TS_FAILED ? rc : 0;
-		task_ended(t);
-		task_unref(t);
-		rt_mutex_unlock(&names_lock);
-		rt_wg_done(&tasks_wg);
+		task_finish(t);
 		return;
 	}
 	t->state = TS_RUNNING;
@@ -1405,10 +1441,7 @@ static void task_main(void *arg)
 	}
 
 	rt_mutex_lock_nocancel(&names_lock);
-	task_ended(t);
-	task_unref(t);
-	rt_mutex_unlock(&names_lock);
-	rt_wg_done(&tasks_wg);
+	task_finish(t);
 }
 
 /* ---- spawning ------------------------------------------------------------------------------- */
@@ -1494,6 +1527,10 @@ int task_spawn(struct session *s, struct spawn_req *sr, uint64_t *id, const char
 
 	*why = NULL;
 	rt_mutex_lock_nocancel(&names_lock);
+	if ((rc = journal_error()) < 0) {
+		*why = "the task journal cannot be written (gorod's log says why)";
+		goto refuse;
+	}
 	if (t->key) {
 		k = names_get(PRIM_TASKKEY, t->key, strlen(t->key), sizeof *k, false);
 		if (k) {
@@ -1521,6 +1558,10 @@ int task_spawn(struct session *s, struct spawn_req *sr, uint64_t *id, const char
 		rc = -ENOMEM;
 		goto refuse;
 	}
+	if ((rc = quota_task_check(s, t, sr, sr->why, sizeof sr->why)) < 0) {
+		*why = sr->why;
+		goto refuse;
+	}
 	if (t->wg) {
 		struct args a = { .name = t->wg, .name_len = strlen(t->wg), .delta = 1 };
 		int64_t count;
@@ -1538,12 +1579,14 @@ int task_spawn(struct session *s, struct spawn_req *sr, uint64_t *id, const char
 	t->id = ++task_ids;
 	*id = t->id; /* t may end and be freed once names_lock is released */
 	ids_insert(t); /* room was made above: cannot fail */
+	sr->jseq = journal_spawned(t);
 	watch_push(t);
 	queued_add(t);
 	rt_wg_add(&tasks_wg, 1);
 	list_append(&live_head, &live_tail, t);
 	nlive++;
 	nspawned++;
+	quota_task_charge(t, s);
 	t->refs = 1; /* the goroutine's */
 	if (t->session_scope) {
 		t->scope_s = s;
@@ -1567,12 +1610,11 @@ int task_spawn(struct session *s, struct spawn_req *sr, uint64_t *id, const char
 	}
 	if (rc == 0)
 		rc = rt_go(task_main, t, &t->g);
-	if (rc < 0) {
+	if (rc < 0) { /* ended before it began: the goroutine's part, done here */
 		t->state = TS_FAILED;
 		t->err = rc;
-		task_ended(t);
-		task_unref(t);
-		rt_wg_done(&tasks_wg);
+		task_finish(t);
+		return 0;
 	}
 	rt_mutex_unlock(&names_lock);
 	return 0;
@@ -1632,12 +1674,17 @@ void task_session_ended(struct session *s)
 	}
 }
 
-void tasks_stop_start(void)
+void tasks_stop_signal(int sig)
 {
 	rt_mutex_lock_nocancel(&names_lock);
 	for (struct task *t = live_head; t; t = t->next)
-		task_kill(t, SIGKILL);
+		task_kill(t, sig);
 	rt_mutex_unlock(&names_lock);
+}
+
+void tasks_stop_start(void)
+{
+	tasks_stop_signal(SIGKILL);
 }
 
 int tasks_stop_wait(int64_t deadline)
@@ -1681,8 +1728,8 @@ static void pack_ps_entry(msgpack_packer *pk, const struct task *t, int64_t now)
 	proto_pack_kv_str(pk, "kind", t->func ? "func" : "exec");
 	if (t->name)
 		proto_pack_kv_str(pk, "name", t->name);
-	if (t->func) {
-		proto_pack_kv_str(pk, "func", t->fn->name);
+	if (t->func) { /* one read back from the journal has its name only */
+		proto_pack_kv_str(pk, "func", t->fn ? t->fn->name : t->argv ? t->argv[0] : "?");
 	} else {
 		size_t n = 0;
 		while (t->argv[n])
@@ -1767,6 +1814,107 @@ int tasks_init(void)
 	gorod_euid = geteuid();
 	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 	return devnull < 0 ? -errno : 0;
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+int task_restore(const struct task_record *r)
+{
+	struct task *t = calloc(1, sizeof *t);
+	size_t n = 0, bytes = 0;
+	char *p;
+
+	if (!t || (nids + 1 > nids_buckets && ids_resize(nids_buckets ? nids_buckets * 2 : 1024) < 0)) {
+		free(t);
+		return -ENOMEM;
+	}
+	while (r->argv && r->argv[n])
+		bytes += strlen(r->argv[n++]) + 1;
+	t->spec = malloc((n + 1) * sizeof(char *) + bytes);
+	if (!t->spec) {
+		free(t);
+		return -ENOMEM;
+	}
+	t->argv = t->spec;
+	p = (char *)(t->argv + n + 1);
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(r->argv[i]) + 1;
+		t->argv[i] = memcpy(p, r->argv[i], len);
+		p += len;
+	}
+	t->argv[n] = NULL;
+	t->spec_len = (n + 1) * sizeof(char *) + bytes;
+	t->id = r->id;
+	t->uid = r->uid;
+	t->gid = r->gid;
+	t->func = r->func;
+	t->name = dup_or_null(r->name);
+	t->state = r->state;
+	t->code = r->code;
+	t->sig = r->sig;
+	t->err = r->err;
+	t->errmsg = dup_or_null(r->errmsg);
+	if (r->result && (t->result = malloc(r->result_len))) {
+		memcpy(t->result, r->result, r->result_len);
+		t->result_len = r->result_len;
+	}
+	t->pid = r->pid;
+	t->stdin_fd = -1;
+	t->started_ms = r->started_ms;
+	t->ended_ms = r->ended_ms;
+	/* Its monotonic times, as far back as its wall-clock ones: retention
+	 * by age counts from its real end. */
+	int64_t now_ms = unix_ms(), now_ns = rt_now();
+	t->ended_ns = now_ns - (now_ms - r->ended_ms) * 1000000;
+	t->started_ns = r->started_ms ? now_ns - (now_ms - r->started_ms) * 1000000 : t->ended_ns;
+	t->created_ns = t->started_ns;
+	for (int i = 0; i < 2; i++) {
+		outbuf_init(&t->out[i], (size_t)task_config.output_max);
+		outbuf_restore(&t->out[i], r->out[i], r->out_len[i], r->out_total[i]);
+	}
+	if (r->id > task_ids)
+		task_ids = r->id;
+	ids_insert(t);
+	list_append(&fin_head, &fin_tail, t);
+	nfin++;
+	t->accounted = t->out[0].kept + t->out[1].kept + t->result_len + t->spec_len +
+		       (t->errmsg ? strlen(t->errmsg) : 0);
+	fin_output += t->accounted;
+	task_prune(rt_now());
+	return 0;
+}
+
+void task_ids_from(uint64_t last)
+{
+	if (last > task_ids)
+		task_ids = last;
+}
+
+void task_kept_ids(uint64_t **out, size_t *n, uint64_t *last)
+{
+	size_t k = 0;
+
+	*n = nlive + nfin;
+	*last = task_ids;
+	*out = malloc((*n ? *n : 1) * sizeof **out);
+	if (!*out)
+		return;
+	for (struct task *t = live_head; t && k < *n; t = t->next)
+		(*out)[k++] = t->id;
+	for (struct task *t = fin_head; t && k < *n; t = t->next)
+		(*out)[k++] = t->id;
+	*n = k;
+}
+
+bool tasks_restart_ids(void)
+{
+	if (live_head || fin_head || nids)
+		return false;
+	task_ids = 0;
+	return true;
 }
 
 /* ---- waiting requests on tasks -------------------------------------------------------------------- */

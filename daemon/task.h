@@ -64,6 +64,7 @@ struct outbuf {
 	struct rt_pollfd *pfd;
 	struct rt_gref pump;   /* its pump goroutine (names_lock) */
 	bool pumped;           /* a pump was started: it sets eof (names_lock) */
+	struct quota *quota;   /* who its ring's bytes are charged to (quota.c) */
 };
 
 struct task;
@@ -71,6 +72,9 @@ struct task;
 void outbuf_init(struct outbuf *o, size_t max);
 /* Frees the ring, closes the pipe. */
 void outbuf_destroy(struct outbuf *o);
+/* A stream of a task read back from the journal (not yet seen by anyone):
+ * its last n bytes, of total written. */
+void outbuf_restore(struct outbuf *o, const void *p, size_t n, uint64_t total);
 /* Appends bytes (a func's goro_task_print), names_lock NOT held. */
 void outbuf_append(struct task *t, struct outbuf *o, const void *p, size_t n);
 /* Starts the goroutine that reads o->fd (the pipe's read end, non-blocking,
@@ -277,6 +281,7 @@ struct task {
 	uint64_t seen_cpu;       /* its process's CPU ticks at the last look */
 	bool behind;             /* on the left-behind list */
 	struct task *bnext, *bprev;
+	struct quota *quota;     /* its user's counts, once spawned (quota.c) */
 };
 
 /* names_lock held: the task with this id (live or kept), or NULL. */
@@ -286,11 +291,13 @@ struct task *task_find(uint64_t id);
  * over by task_spawn. */
 struct spawn_req {
 	struct task *t;          /* filled in: spec, options */
+	uint64_t jseq;           /* out: the journal record to wait for (journal.c) */
 	const char *lock, *rlock, *sem;
 	size_t lock_len, rlock_len, sem_len;
 	int64_t sem_capacity;
 	const char *wg;
 	size_t wg_len;
+	char why[256];           /* a refusal's sentence, when task_spawn makes one */
 };
 
 /* Allocates a task record for session s (owner, credentials). */
@@ -328,6 +335,10 @@ void task_unref(struct task *t);
 
 /* names_lock held: the retention limits, applied now. */
 void task_prune(int64_t now_ns);
+/* names_lock NOT held: gives the heap's free memory back to the system if
+ * at least at_least tasks were forgotten since it last did. */
+void task_trim(uint64_t at_least);
+#define TRIM_AFTER 1000
 
 /* Packs the outcome map of an ended task (PROTOCOL.md, wait). */
 void task_pack_outcome(msgpack_packer *pk, const struct task *t);
@@ -355,8 +366,44 @@ void task_counts(struct task_counts *c);
  * waits until the deadline for all their goroutines to end (0, or
  * -ETIMEDOUT: call again, reaping meanwhile). */
 void tasks_stop_start(void);
+/* The same with sig: SIGTERM first gives commands a chance to clean up
+ * (a func task is cancelled either way). */
+void tasks_stop_signal(int sig);
 int tasks_stop_wait(int64_t deadline);
 int tasks_init(void);
+
+/* A finished task read back from the journal (journal.c). */
+struct task_record {
+	uint64_t id;
+	uid_t uid;
+	gid_t gid;
+	bool func;
+	const char *name;
+	char **argv;             /* exec: the summary; func: { its name } */
+	enum task_state state;
+	int code, sig, err;
+	const char *errmsg;
+	const char *result;      /* packed msgpack, or NULL */
+	size_t result_len;
+	pid_t pid;
+	int64_t started_ms, ended_ms;
+	const char *out[2];      /* the last bytes of stdout, stderr */
+	size_t out_len[2];
+	uint64_t out_total[2];
+};
+
+/* names_lock held: keeps a finished task again, as the journal recorded it
+ * (retention applies). 0 or -ENOMEM. */
+int task_restore(const struct task_record *r);
+/* names_lock held: ids go on after last. */
+void task_ids_from(uint64_t last);
+/* names_lock held: the ids of the tasks kept now, live or finished, in a
+ * malloc'd array (*ids NULL with *n > 0: no memory), and the last id given. */
+void task_kept_ids(uint64_t **ids, size_t *n, uint64_t *last);
+/* names_lock held: when no task record is left, ids start over at 1 (the
+ * fuzzer's reset between inputs, tests/fuzz); false, and nothing changed,
+ * while one is. */
+bool tasks_restart_ids(void);
 
 /* gorod's effective uid, read once at start (tasks_init). */
 extern uid_t gorod_euid;

@@ -382,7 +382,9 @@ void rpc_spawn(struct session *s, const struct proto_msg *m)
 		rc = task_spawn(s, &sr, &id, &why);
 	if (rc < 0)
 		goto fail;
-	/* From here t is gorod's, and may be gone already: only id is ours. */
+	/* From here t is gorod's, and may be gone already: only id is ours.
+	 * The reply is not written before the spawn's record is on disk. */
+	session_wait_journal(s, sr.jseq);
 	session_reply(s, m->msgid, 0, NULL, pack_id, &id, false);
 	return;
 fail:

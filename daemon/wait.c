@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gorod.h"
+#include "quota.h"
 
 void nwait_enqueue(struct nwait **head, struct nwait *nw)
 {
@@ -171,6 +171,7 @@ static void req_wait_main(void *arg)
 	if (nw->kind == PRIM_TASK || nw->kind == PRIM_LOGS)
 		task_req_done(r);
 	free(r);
+	quota_request_unpark(s); /* answered */
 	rt_wg_done(&s->reqs_wg);
 }
 
@@ -181,11 +182,13 @@ int req_start_wait(struct req *r)
 
 	rt_wg_add(&s->reqs_wg, 1);
 	req_link(r);
+	quota_request_park(s);
 	rc = rt_go(req_wait_main, r, &r->g);
 	if (rc < 0) {
 		/* Cannot wait: leave the queue and fail the request. */
 		req_unlink(r);
 		nwait_abandon(&r->nw, rc);
+		quota_request_unpark(s);
 		rt_wg_done(&s->reqs_wg);
 	}
 	return rc;

@@ -160,7 +160,8 @@ static void at_zero(struct nwg *wg)
 
 int nwg_add(struct session *s, const struct args *a, int64_t *count)
 {
-	struct nwg *wg = names_get(PRIM_WG, a->name, a->name_len, sizeof *wg, a->delta != 0);
+	struct nwg *wg = a->delta ? names_make(PRIM_WG, a->name, a->name_len, sizeof *wg, s)
+				  : names_get(PRIM_WG, a->name, a->name_len, sizeof *wg, false);
 	int64_t n;
 
 	if (!wg) {

@@ -4,7 +4,13 @@
  * Waiting on a child: a pidfd (pidfd_open, Linux 5.3) becomes readable
  * when the process exits, so poll() waits for "READY=1 or died" and for
  * "exited or deadline" without a sleep. A kernel without pidfds gets the
- * same waits in slices of 10 ms with waitpid(WNOHANG). */
+ * same waits in slices of 10 ms with waitpid(WNOHANG).
+ *
+ * $GOROD_WRAPPER (e.g. "valgrind --error-exitcode=99 ..."; scripts/test
+ * memcheck) runs gorod under a tool: its words (split on white space) go
+ * before gorod's argv, so a tool that finds something fails harness_stop's
+ * exit status check. $GORO_TIMEOUT_SCALE (a number, default 1) then stretches
+ * harness_start's wait for READY=1 and harness_stop's for the exit. */
 #include "harness.h"
 
 #include <dirent.h>
@@ -174,6 +180,31 @@ int harness_write_full(int fd, const void *buf, size_t len)
 
 /* ---- gorod ------------------------------------------------------------------- */
 
+int harness_timeout(int timeout_ms)
+{
+	const char *env = getenv("GORO_TIMEOUT_SCALE");
+	double f = env ? strtod(env, NULL) : 1.0, ms = timeout_ms * (f > 1 ? f : 1);
+
+	return ms > INT32_MAX ? INT32_MAX : (int)ms;
+}
+
+int harness_gorod_argv(const char **argv, int max, const char *bin)
+{
+	static char words[512];
+	const char *w = getenv("GOROD_WRAPPER");
+	int n = 0;
+
+	if (w && *w) {
+		snprintf(words, sizeof words, "%s", w);
+		for (char *save, *t = strtok_r(words, " \t\n", &save); t && n < max - 2;
+		     t = strtok_r(NULL, " \t\n", &save))
+			argv[n++] = t;
+	}
+	argv[n++] = bin;
+	argv[n] = NULL;
+	return n;
+}
+
 /* Removes dir and the files in it (gorod makes no subdirectories). */
 static void remove_dir(const char *dir)
 {
@@ -199,11 +230,13 @@ static void remove_dir(const char *dir)
 static void exec_gorod(const struct harness *h, const char *bin, const char *notify,
 		       const char *const *args, uid_t uid, gid_t gid, int listen_fd)
 {
-	const char *argv[32] = { bin, "--socket", h->sock };
-	int n = 3, fd;
+	const char *argv[64];
+	int n = harness_gorod_argv(argv, 32, bin), fd;
 	sigset_t none;
 
-	for (; args && *args && n < 31; args++)
+	argv[n++] = "--socket";
+	argv[n++] = h->sock;
+	for (; args && *args && n < 63; args++)
 		argv[n++] = *args;
 	argv[n] = NULL;
 	fd = open(h->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
@@ -241,8 +274,8 @@ static void exec_gorod(const struct harness *h, const char *bin, const char *not
 		fprintf(stderr, "harness: cannot become uid %d: %s\n", (int)uid, strerror(errno));
 		_exit(126);
 	}
-	execv(bin, (char *const *)argv);
-	fprintf(stderr, "harness: cannot run %s: %s\n", bin, strerror(errno));
+	execvp(argv[0], (char *const *)argv);
+	fprintf(stderr, "harness: cannot run %s: %s\n", argv[0], strerror(errno));
 	_exit(127);
 }
 
@@ -302,7 +335,7 @@ ssize_t harness_notify_recv(struct harness *h, char *msg, size_t size, int timeo
  * 0, -ETIMEDOUT or -ECHILD (it exited: reaped into h->status). */
 static int wait_ready(struct harness *h, int nfd, int timeout_ms)
 {
-	int64_t deadline = harness_now_ms() + timeout_ms;
+	int64_t deadline = harness_now_ms() + harness_timeout(timeout_ms);
 	int pfd = pidfd_of(h->pid);
 	int r = -ETIMEDOUT;
 
@@ -462,6 +495,7 @@ int harness_stop(struct harness *h, int timeout_ms)
 	if (h->pid <= 0)
 		return -ECHILD;
 	kill(h->pid, SIGTERM);
+	timeout_ms = harness_timeout(timeout_ms);
 	r = harness_wait_pid(h->pid, timeout_ms, &h->status);
 	if (r == -ETIMEDOUT) {
 		diag("harness: gorod did not exit %d ms after SIGTERM; killing it", timeout_ms);
@@ -920,9 +954,7 @@ int harness_json_str(const char *json, const char *key, char *buf, size_t size)
 	return *p == '"' ? 0 : -ENOENT;
 }
 
-/* The end of the JSON value (an object or array) that starts at p: the
- * character after its closing bracket, or NULL when it does not close. */
-static const char *json_skip(const char *p)
+const char *harness_json_end(const char *p)
 {
 	int depth = 0;
 	bool in_str = false;
@@ -972,7 +1004,7 @@ int harness_json_object(const char *json, unsigned long long id, char *buf, size
 				in_str = false;
 		} else if (*p == '"') {
 			if (depth > 0 && open[depth - 1][0] == '{' && is_id_key(p, id)) {
-				const char *end = json_skip(open[depth - 1]);
+				const char *end = harness_json_end(open[depth - 1]);
 
 				if (!end || size == 0)
 					return -ENOENT;

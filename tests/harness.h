@@ -46,6 +46,16 @@ struct harness {
 	int stored;     /* a socket gorod put in the fd store (FDSTORE=1), or -1 */
 };
 
+/* gorod's argv up to its own name: the words of $GOROD_WRAPPER (split on
+ * white space; none when unset), then bin; at most max - 1 words, NULL-ended.
+ * Returns the number of words. The words live in a static buffer until
+ * the next call. */
+int harness_gorod_argv(const char **argv, int max, const char *bin);
+
+/* timeout_ms times $GORO_TIMEOUT_SCALE (when above 1): for waits on gorod
+ * itself, slower under a $GOROD_WRAPPER such as valgrind. */
+int harness_timeout(int timeout_ms);
+
 /* Starts gorod with extra arguments args (NULL-terminated, or NULL) and
  * waits at most timeout_ms for its READY=1. Returns 0, or a negative errno
  * having said why with diag() and removed what it made: -ETIMEDOUT when
@@ -215,6 +225,10 @@ int harness_ctl(const char *sock, const void *in, size_t inlen, char *out, size_
  * and \\; cut to fit buf). Returns 0, or -ENOENT when there is no such
  * key or its value is not a string. */
 int harness_json_str(const char *json, const char *key, char *buf, size_t size);
+
+/* The end of the JSON value (an object or array) that starts at p: the
+ * character after its closing bracket, or NULL when it does not close. */
+const char *harness_json_end(const char *p);
 
 /* Copies the JSON object (a {..} in json, at any depth) whose "id" is id,
  * to buf (cut to fit). For ps entries and outcomes. Returns 0 or -ENOENT. */

@@ -56,13 +56,15 @@ int main(void)
 
 	pid = fork();
 	if (pid == 0) {
+		const char *argv[40] = { activate, "-l", sock };
 		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 		if (fd >= 0) {
 			dup2(fd, 1);
 			dup2(fd, 2);
 		}
 		unsetenv("NOTIFY_SOCKET");
-		execl(activate, activate, "-l", sock, gorod, (char *)NULL);
+		harness_gorod_argv(argv + 3, 37, gorod); /* $GOROD_WRAPPER too */
+		execv(activate, (char *const *)argv);
 		_exit(127);
 	}
 	ok(pid > 0, "systemd-socket-activate started");
@@ -85,7 +87,7 @@ int main(void)
 	goro_close(c);
 
 	is(kill(pid, SIGTERM), 0, "SIGTERM");
-	is(harness_wait_pid(pid, WAIT_MS, &status), 0, "gorod stops");
+	is(harness_wait_pid(pid, harness_timeout(WAIT_MS), &status), 0, "gorod stops");
 	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "with exit 0 (status 0x%x)", status);
 	ok(stat(sock, &st) == 0, "the socket file stays: it is systemd's, for the next start");
 

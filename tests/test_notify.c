@@ -230,14 +230,14 @@ static void test_reload(void)
 /* gorod with args refuses to start: exit 2, its stderr holding want. */
 static void refuses(const char *const *args, const char *want, const char *what)
 {
-	const char *argv[16] = { getenv("GOROD") };
+	const char *argv[48];
 	char err[2048] = "";
-	int n = 1, rc;
+	int n = harness_gorod_argv(argv, 32, getenv("GOROD")), rc;
 
-	for (; *args && n < 15; args++)
+	for (; *args && n < 47; args++)
 		argv[n++] = *args;
 	argv[n] = NULL;
-	rc = harness_run(argv, NULL, 0, NULL, 0, err, sizeof err, WAIT_MS);
+	rc = harness_run(argv, NULL, 0, NULL, 0, err, sizeof err, harness_timeout(WAIT_MS));
 	ok(rc == 2 && strstr(err, want), "%s: exit 2 (%d), saying \"%s\"", what, rc, want);
 	if (rc != 2 || !strstr(err, want))
 		diag("stderr: %s", err);

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-TIMEOUT = 10.0
+TIMEOUT = 10.0 * max(1.0, float(os.environ.get("GORO_TIMEOUT_SCALE") or 1))
 
 try:
     from pynvim import msgpack_rpc
@@ -33,6 +33,9 @@ except ImportError as e:
 
 BUILD = sys.argv[1]
 GOROD = os.path.join(BUILD, "daemon", "gorod")
+# $GOROD_WRAPPER (e.g. "valgrind ...", scripts/test memcheck) goes before
+# gorod's argv; $GORO_TIMEOUT_SCALE stretches the timeouts for it (harness.c).
+WRAPPER = os.environ.get("GOROD_WRAPPER", "").split()
 
 # ---- TAP ---------------------------------------------------------------------
 
@@ -76,7 +79,7 @@ class Gorod:
         notify.settimeout(TIMEOUT)
         self.log_path = os.path.join(self.dir, "log")
         with open(self.log_path, "w") as log:
-            self.proc = subprocess.Popen([GOROD, "--socket", self.path],
+            self.proc = subprocess.Popen([*WRAPPER, GOROD, "--socket", self.path],
                                          env=dict(os.environ, NOTIFY_SOCKET=notify_path),
                                          stdout=log, stderr=log)
         try:

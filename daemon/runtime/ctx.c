@@ -10,7 +10,19 @@
  * from the thread's stack; TSan: races between two goroutines that the
  * runtime ordered). So every switch goes through ctx_switch(), which calls
  * __sanitizer_start_switch_fiber / __sanitizer_finish_switch_fiber and
- * __tsan_switch_to_fiber around the jump. */
+ * __tsan_switch_to_fiber around the jump.
+ *
+ * Valgrind (a build with -Dvalgrind=true, GORO_VALGRIND) needs no call at
+ * the switch, but it must know where each stack is: memcheck takes a jump
+ * of the stack pointer within one stack for frames pushed or popped, and
+ * marks the memory between undefined or inaccessible, which would make
+ * every parked goroutine's frames "invalid". So ctx_make registers a
+ * goroutine's stack (VALGRIND_STACK_REGISTER) and ctx_release deregisters
+ * it; a worker registers its own thread stack, in case an arena lies
+ * within --max-stackframe of it. Then a jump into another registered stack
+ * is a switch, and changes nothing. (stack.c marks the stacks free in the
+ * pools inaccessible.) Outside valgrind the client requests are a few
+ * no-op instructions; other builds have none. */
 #include <pthread.h>
 #include <string.h>
 
@@ -22,6 +34,9 @@
 #endif
 #if defined(GORO_TSAN)
 #include <sanitizer/tsan_interface.h>
+#endif
+#if defined(GORO_VALGRIND)
+#include <valgrind/valgrind.h>
 #endif
 
 #if defined(GORO_CTX_UCONTEXT)
@@ -38,6 +53,12 @@ void ctx_init_thread(struct ctx *g0)
 	void *addr = NULL;
 	size_t size = 0;
 
+#if defined(GORO_VALGRIND)
+	/* The worker record, and so g0, outlives its thread: forget the
+	 * stack of the thread that used it before. */
+	if (g0->vg_stack)
+		VALGRIND_STACK_DEREGISTER(g0->vg_stack);
+#endif
 	memset(g0, 0, sizeof *g0);
 	if (pthread_getattr_np(pthread_self(), &attr) == 0) {
 		pthread_attr_getstack(&attr, &addr, &size);
@@ -45,6 +66,10 @@ void ctx_init_thread(struct ctx *g0)
 	}
 	g0->lo = addr;
 	g0->size = size;
+#if defined(GORO_VALGRIND)
+	if (addr)
+		g0->vg_stack = VALGRIND_STACK_REGISTER(addr, (char *)addr + size);
+#endif
 #if defined(GORO_TSAN)
 	g0->tsan_fiber = __tsan_get_current_fiber();
 #endif
@@ -69,6 +94,9 @@ void ctx_make(struct ctx *c, char *lo, size_t size, void (*entry)(void))
 #endif
 #if defined(GORO_TSAN)
 	c->tsan_fiber = __tsan_create_fiber(0);
+#endif
+#if defined(GORO_VALGRIND)
+	c->vg_stack = VALGRIND_STACK_REGISTER(lo, lo + size);
 #endif
 #if defined(GORO_CTX_UCONTEXT)
 	if (!c->uctx && !(c->uctx = calloc(1, sizeof(ucontext_t))))
@@ -146,6 +174,11 @@ void ctx_release(struct ctx *c)
 	if (c->tsan_fiber)
 		__tsan_destroy_fiber(c->tsan_fiber);
 	c->tsan_fiber = NULL;
+#endif
+#if defined(GORO_VALGRIND)
+	if (c->vg_stack)
+		VALGRIND_STACK_DEREGISTER(c->vg_stack);
+	c->vg_stack = 0;
 #endif
 	(void)c;
 }

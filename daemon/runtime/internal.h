@@ -54,6 +54,9 @@ struct ctx {
 #if defined(GORO_TSAN)
 	void *tsan_fiber;
 #endif
+#if defined(GORO_VALGRIND)
+	unsigned vg_stack; /* valgrind's id for [lo, lo + size), 0: none */
+#endif
 #if defined(GORO_CTX_UCONTEXT)
 	void *uctx;
 #endif
@@ -134,6 +137,9 @@ struct p {
 	bool collecting;              /* polling: readies go to collect[] (owner only) */
 	int ncollect;
 	struct g *collect[64];
+	bool poll_first;              /* poll before the queues (owner only; sched.c) */
+	int nprio, prio_pos;          /* what that poll made ready, run before the queues */
+	struct g *prio[64];           /* (owner only) */
 
 	/* Idle and wakeup. */
 	atomic_uint wakeword;         /* futex: set to 1 to wake it */

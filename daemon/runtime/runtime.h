@@ -75,6 +75,20 @@ int rt_go(rt_fn fn, void *arg, struct rt_gref *ref);
 /* Goroutine only: lets other goroutines run, then continues. */
 void rt_yield(void);
 
+/* Goroutine only: rt_yield() for a goroutine that works through a backlog
+ * for one client (a session's pipelined requests): first polls the
+ * netpoller without waiting, unless an idle worker is blocked in it, so
+ * that goroutines woken by I/O meanwhile (another client's request) run
+ * next, before this one and before the others already queued. Costs a
+ * non-blocking poll. */
+void rt_yield_io(void);
+
+/* Whether I/O may be waiting unnoticed: no worker waits in the netpoller
+ * and none has polled for a while (10 us) before now (rt_now()). A
+ * goroutine working through a backlog ends its turn early then
+ * (rt_yield_io). Any thread. */
+bool rt_poll_due(int64_t now);
+
 /* Goroutine only: parks until the deadline. 0, or -ECANCELED. */
 int rt_sleep(int64_t deadline);
 

@@ -83,6 +83,22 @@
  * the waker parks right after (a handoff), the readied goroutine runs on the
  * same thread with no cross-CPU wakeup at all.
  *
+ * ---- I/O under load ---------------------------------------------------------
+ *
+ * findrunnable polls when the queues are empty; an idle worker blocks in
+ * the poller. When no worker is idle and the queues never empty (one
+ * client's flood of pipelined requests, the tasks it spawns), a ready fd
+ * would wait for sysmon's backup poll, 10 ms. So a busy worker polls
+ * (without waiting) when it switches and nobody has polled for
+ * POLL_DUE_NS, and a goroutine working through a backlog ends its turn
+ * then and yields with rt_yield_io, which polls too (session.c's readers
+ * do). What such a poll makes ready runs before the queues (p->prio):
+ * what is queued has had its turn, and another client's request that just
+ * arrived waits for nobody's backlog. After such a poll, a worker that
+ * went idle meanwhile is woken to block in the poller itself
+ * (poller_handoff). An idle or lightly loaded gorod never takes this
+ * path: a worker in the poller sees everything at once.
+ *
  * ---- GOMAXPROCS ------------------------------------------------------------
  *
  * Raising it starts workers. Lowering it marks the surplus workers as
@@ -124,6 +140,10 @@
 #include <unistd.h>
 
 #include "internal.h"
+
+#if defined(GORO_ASAN)
+#include <sanitizer/lsan_interface.h>
+#endif
 
 struct sched sched;
 
@@ -242,6 +262,12 @@ static int gslab_new(void)
 		free(s);
 		return -ENOMEM;
 	}
+#if defined(GORO_ASAN)
+	/* Records hold malloc'd memory (a parked goroutine's libevent
+	 * event): LeakSanitizer must scan them, or it reports that memory
+	 * as leaked while the runtime runs. */
+	__lsan_register_root_region(s->gs, GSLAB_BYTES);
+#endif
 	for (int i = GSLAB_N - 1; i >= 0; i--) {
 		s->gs[i].schedlink = gfree_global;
 		gfree_global = &s->gs[i];
@@ -343,17 +369,35 @@ static void switch_to_g0(struct p *p, struct g *g, bool dying)
 	ctx_switch(&g->ctx, &p->g0, dying);
 }
 
+/* The next of what a poll_first poll made ready (they run before the
+ * queues, in order), or NULL. */
+static struct g *prio_take(struct p *p)
+{
+	struct g *g;
+
+	if (p->prio_pos == p->nprio)
+		return NULL;
+	g = p->prio[p->prio_pos++];
+	if (p->prio_pos == p->nprio)
+		p->nprio = p->prio_pos = 0;
+	return g;
+}
+
 /* What p should run next without leaving the goroutine's stack: its local
  * queue (and, for fairness, now and then the global queue), or NULL. */
 static struct g *next_local(struct p *p)
 {
+	struct g *g;
+
 	if (unlikely(atomic_load_explicit(&p->retire, memory_order_relaxed) ||
 		     atomic_load_explicit(&sched.stopping, memory_order_relaxed)))
 		return NULL;
+	if ((g = prio_take(p)))
+		return g;
 	if (p->schedtick % 61 == 0 &&
 	    atomic_load_explicit(&sched.globq_len, memory_order_relaxed)) {
 		pthread_mutex_lock(&sched.lock);
-		struct g *g = globq_get_locked(p, 1);
+		g = globq_get_locked(p, 1);
 		pthread_mutex_unlock(&sched.lock);
 		if (g)
 			return g;
@@ -361,10 +405,34 @@ static struct g *next_local(struct p *p)
 	return runq_get(p);
 }
 
+/* Whether p, busy with its queue, should poll before running the next:
+ * findrunnable polls only when the queues are empty, so while a stream of
+ * goroutines keeps them full (a flood of pipelined requests, the tasks it
+ * spawns), an fd that became ready waits for sysmon's backup poll, 10 ms
+ * later. Here a worker that switches polls first (through g0, poll_first)
+ * once nobody has for POLL_DUE_NS, unless a worker waits in the poller.
+ * The clock is read only then: a busy worker (more is queued) while no
+ * worker is idle in the poller; an idle gorod never pays for it. */
+#define POLL_DUE_NS (10 * 1000LL)
+
+static bool poll_due(struct p *p)
+{
+	if (runq_empty(p) || !rt_poll_due(rt_now()))
+		return false;
+	p->poll_first = true;
+	return true;
+}
+
+bool rt_poll_due(int64_t now)
+{
+	return netpoll_has_waiters() && !netpoll_owned() &&
+	       now - netpoll_last_poll() >= POLL_DUE_NS;
+}
+
 /* Leaves the running goroutine g for the next one, or g0. */
 static void switch_away(struct p *p, struct g *g, bool dying)
 {
-	struct g *next = next_local(p);
+	struct g *next = poll_due(p) ? NULL : next_local(p);
 
 	if (next)
 		switch_to(p, &g->ctx, next, dying);
@@ -637,6 +705,33 @@ void rt_yield(void)
 	errno_restore(g);
 }
 
+/* A goroutine that yields again and again keeps its worker's queues full,
+ * and findrunnable polls only when they are empty: I/O would then be seen
+ * only by sysmon's backup poll, every 10 ms. This yield goes through g0
+ * with poll_first set, so findrunnable polls first and runs what the poll
+ * made ready before anything queued (yielded goroutines included). */
+void rt_yield_io(void)
+{
+	struct p *p = sched_current_p();
+	struct g *g = p ? p->curg : NULL;
+
+	if (!g)
+		rt_throw("rt_yield_io outside a goroutine");
+	if (!netpoll_has_waiters() || netpoll_owned() ||
+	    atomic_load_explicit(&p->retire, memory_order_relaxed)) {
+		rt_yield(); /* an idle worker polls, or there is nothing to poll */
+		return;
+	}
+	stack_check(g, __builtin_frame_address(0), (p->schedtick & 63) == 0);
+	errno_save(g);
+	atomic_store_explicit(&g->status, RT_G_RUNNABLE, memory_order_relaxed);
+	p->poll_first = true;
+	p->after = (struct after_switch){ yield_commit, g, NULL };
+	switch_to_g0(p, g, false);
+	after_switch_run();
+	errno_restore(g);
+}
+
 /* Cancels by id: the flag first, then a claim that succeeds only while that
  * very goroutine is parked (its id is in park_state), so a record that was
  * recycled meanwhile is never touched. */
@@ -823,6 +918,19 @@ static bool spin_for_work(struct p *p)
 	return false;
 }
 
+/* After a poll that did not block, by a worker that has more to run: a
+ * worker that went idle while the poller was taken sleeps on its futex,
+ * and then nobody waits in the poller, so I/O is seen only at the busy
+ * worker's next poll. Such a worker is woken to block in the poller
+ * instead, and I/O is seen at once. (A worker with nothing more to run
+ * will block in the poller itself.) */
+static void poller_handoff(struct p *p)
+{
+	if (!runq_empty(p) && atomic_load(&sched.nidle) > 0 && netpoll_has_waiters() &&
+	    !netpoll_owned())
+		sched_wakep();
+}
+
 /* What a poll by p made ready is collected (sched_ready) instead of queued:
  * p runs the first itself, with no wakeup of another worker that could
  * steal it and answer on the other CPU (~20 us here), and queues the rest,
@@ -884,8 +992,25 @@ static struct g *findrunnable(struct p *p)
 	struct g *g;
 
 top:
-	if ((g = collected_take(p)))
+	if ((g = prio_take(p)) || (g = collected_take(p)))
 		goto found;
+	if (p->poll_first) { /* rt_yield_io, poll_due */
+		p->poll_first = false;
+		if (netpoll_has_waiters() && netpoll_try_own()) {
+			netpoll_poll(p, false);
+			netpoll_disown();
+			poller_handoff(p);
+			/* What woke on I/O runs before the queues, which hold
+			 * goroutines that have had their turn: a request that
+			 * just arrived waits for no backlog. */
+			memcpy(p->prio, p->collect, (size_t)p->ncollect * sizeof *p->prio);
+			p->nprio = p->ncollect;
+			p->prio_pos = 0;
+			p->ncollect = 0;
+			if ((g = prio_take(p)))
+				goto found;
+		}
+	}
 	if (atomic_load(&p->retire) || atomic_load(&sched.stopping)) {
 		if (p->spinning) {
 			p->spinning = false;
@@ -1243,6 +1368,9 @@ int rt_shutdown(void)
 		struct gslab *next = s->next;
 		for (int i = 0; i < GSLAB_N; i++)
 			netpoll_g_free(&s->gs[i]);
+#if defined(GORO_ASAN)
+		__lsan_unregister_root_region(s->gs, GSLAB_BYTES);
+#endif
 		munmap(s->gs, GSLAB_BYTES);
 		free(s);
 		s = next;

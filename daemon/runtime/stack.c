@@ -20,12 +20,30 @@
  * Pools. Each worker caches up to 32 free stacks (no lock); beyond that they
  * go to a global pool under stack_lock. stack_scavenge() (from sysmon)
  * returns the pages of stacks that stayed unused in the global pool, so a
- * burst of a million goroutines does not keep its memory forever. */
+ * burst of a million goroutines does not keep its memory forever.
+ *
+ * Valgrind. In a build with -Dvalgrind=true (GORO_VALGRIND), memcheck is
+ * told what a stack's bytes mean, so it reports a goroutine that reads a
+ * dead goroutine's frames: a stack handed out by stack_get() is undefined
+ * above its no-write zone (the previous owner's frames are garbage to the
+ * next one; the zone stays defined, as it must read zero); a free stack,
+ * in a cache or the pool, is inaccessible, so memcheck reports whoever
+ * still uses a waiter or a buffer on a stack that went back (scavenged
+ * ones too: MADV_DONTNEED leaves the pool's marks as they are). ctx.c
+ * registers each stack with valgrind while a goroutine owns it. */
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "internal.h"
+
+#if defined(GORO_VALGRIND)
+#include <valgrind/memcheck.h>
+#else
+#define VALGRIND_MAKE_MEM_NOACCESS(a, n) ((void)0)
+#define VALGRIND_MAKE_MEM_UNDEFINED(a, n) ((void)0)
+#define VALGRIND_MAKE_MEM_DEFINED(a, n) ((void)0)
+#endif
 
 #define STACKS_PER_ARENA 256
 #define STACK_GUARD 256
@@ -130,14 +148,20 @@ static int stack_refill(struct p *p)
  * Returns the stack's lowest address; its size is stack_bytes(). */
 char *stack_get(struct p *p)
 {
+	char *lo;
+
 	if (p->nstackcache == 0 && stack_refill(p) == 0)
 		return NULL;
-	return p->stackcache[--p->nstackcache];
+	lo = p->stackcache[--p->nstackcache];
+	VALGRIND_MAKE_MEM_DEFINED(lo, STACK_GUARD);
+	VALGRIND_MAKE_MEM_UNDEFINED(lo + STACK_GUARD, stack_size - STACK_GUARD);
+	return lo;
 }
 
 /* Returns a dead goroutine's stack to p's cache (or the global pool). */
 void stack_put(struct p *p, char *lo)
 {
+	VALGRIND_MAKE_MEM_NOACCESS(lo, stack_size);
 	if (p && p->nstackcache < STACK_CACHE_MAX) {
 		p->stackcache[p->nstackcache++] = lo;
 		return;

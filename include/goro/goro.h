@@ -126,7 +126,8 @@ struct goro_hello {
 
 /* Writes the socket path goro_connect(path, ...) connects to into
  * buf[0..size): path itself if not NULL; else $GOROD_SOCKET; else, when not
- * root, $XDG_RUNTIME_DIR/gorod.sock; else /run/gorod/gorod.sock. Returns 0,
+ * root, $XDG_RUNTIME_DIR/gorod.sock if it exists (the user's own gorod);
+ * else /run/gorod/gorod.sock (the system one). Returns 0,
  * or -ENAMETOOLONG when it does not fit in buf or in a socket address. */
 GORO_EXPORT int goro_socket_path(const char *path, char *buf, size_t size);
 
