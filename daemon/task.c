@@ -327,10 +327,13 @@ void task_trim(uint64_t at_least)
 		malloc_trim(0);
 }
 
+static void heap_compact(void);
+
 void task_prune(int64_t now_ns)
 {
 	int64_t age = task_config.keep_age_ms * 1000000;
 
+	heap_compact();
 	while (fin_head && ((int64_t)nfin > task_config.keep_count ||
 			    (int64_t)fin_output > task_config.keep_output ||
 			    now_ns - fin_head->ended_ns > age))
@@ -1100,6 +1103,49 @@ static struct due heap_pop(void)
 	if (nheap)
 		heap[i] = last;
 	return top;
+}
+
+/* names_lock held: drops the entries of tasks that ended (each waits for
+ * its time otherwise: minutes after a burst of short tasks) once they are
+ * most of the heap, and gives back the room, so that a burst leaves no
+ * high-water mark behind. */
+static void heap_compact(void)
+{
+	size_t k = 0, cap;
+
+	if (nheap < 2 * nlive + 1024)
+		return;
+	for (size_t i = 0; i < nheap; i++) {
+		struct task *t = task_find(heap[i].id);
+		if (t && !TS_ENDED(t->state))
+			heap[k++] = heap[i];
+	}
+	nheap = k;
+	for (size_t i = nheap / 2; i-- > 0;) { /* heapify: sift each parent down */
+		struct due d = heap[i];
+		size_t j = i;
+		for (;;) {
+			size_t c = 2 * j + 1;
+			if (c >= nheap)
+				break;
+			if (c + 1 < nheap && heap[c + 1].at < heap[c].at)
+				c++;
+			if (heap[c].at >= d.at)
+				break;
+			heap[j] = heap[c];
+			j = c;
+		}
+		heap[j] = d;
+	}
+	for (cap = 1024; cap < 2 * nheap; cap *= 2)
+		;
+	if (cap < heap_cap) {
+		struct due *v = realloc(heap, cap * sizeof *v);
+		if (v) {
+			heap = v;
+			heap_cap = cap;
+		}
+	}
 }
 
 size_t task_watch_due(int64_t now, struct task **out, size_t n)
