@@ -672,6 +672,28 @@ static int parse_block(const msgpack_object *res, size_t entry_size, block_entry
 	return 0;
 }
 
+/* A listing reply (ps, leaks): an array of entries, kept both as JSON text
+ * in r->json and as the blocks fn fills, in *out (n of them). */
+static int parse_listing(const msgpack_object *res, size_t entry_size, block_entry_fn fn,
+			 void **out, size_t *n, struct goro_reply *r)
+{
+	void *v;
+	size_t k;
+	int err;
+
+	if (res->type != MSGPACK_OBJECT_ARRAY)
+		return -EPROTO;
+	if ((err = parse_block(res, entry_size, fn, &v, &k)) < 0)
+		return err;
+	if (!(r->json = client_json(res))) {
+		free(v);
+		return -ENOMEM;
+	}
+	*out = v;
+	*n = k;
+	return 0;
+}
+
 /* One ps entry, {id, state, kind, name?, argv? | func?, uid, pid?, age_ms,
  * blocked_on?}: checked and counted into b, or filled into *entry. */
 static int ps_entry(const msgpack_object *t, struct block *b, void *entry)
@@ -701,23 +723,7 @@ static int ps_entry(const msgpack_object *t, struct block *b, void *entry)
  * r->tasks (a ps is small and rare: both forms are cheap). */
 int client_parse_ps(const msgpack_object *res, struct goro_reply *r)
 {
-	struct goro_task_info *ti;
-	size_t n;
-	int err;
-
-	if (res->type != MSGPACK_OBJECT_ARRAY)
-		return -EPROTO;
-	err = parse_block(res, sizeof *ti, ps_entry, (void **)&ti, &n);
-	if (err < 0)
-		return err;
-	r->json = client_json(res);
-	if (!r->json) {
-		free(ti);
-		return -ENOMEM;
-	}
-	r->tasks = ti;
-	r->ntasks = n;
-	return 0;
+	return parse_listing(res, sizeof *r->tasks, ps_entry, (void **)&r->tasks, &r->ntasks, r);
 }
 
 /* A copy of s[0..len) in *data (NULL when len is 0). */
@@ -879,23 +885,7 @@ static int leak_entry(const msgpack_object *m, struct block *b, void *entry)
  * in r->leaks. */
 int client_parse_leaks(const msgpack_object *res, struct goro_reply *r)
 {
-	struct goro_leak *l;
-	size_t n;
-	int err;
-
-	if (res->type != MSGPACK_OBJECT_ARRAY)
-		return -EPROTO;
-	err = parse_block(res, sizeof *l, leak_entry, (void **)&l, &n);
-	if (err < 0)
-		return err;
-	r->json = client_json(res);
-	if (!r->json) {
-		free(l);
-		return -ENOMEM;
-	}
-	r->leaks = l;
-	r->nleaks = n;
-	return 0;
+	return parse_listing(res, sizeof *r->leaks, leak_entry, (void **)&r->leaks, &r->nleaks, r);
 }
 
 /* ---- goro.h: outcomes ------------------------------------------------------------------ */

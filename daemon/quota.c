@@ -148,7 +148,7 @@ static void say(struct quota *q, enum quota_kind k, int64_t n, char *why, size_t
 				  "named primitives (WaitGroups, mutexes, semaphores)" },
 		[QUOTA_OUTPUT] = { "byte of task output kept", "bytes of task output kept" },
 	};
-	static const char *const todo[QUOTA_KINDS] = {
+	static const char *const remedy[QUOTA_KINDS] = {
 		[QUOTA_SESSIONS] = "close some",
 		[QUOTA_REQUESTS] = "let some be answered",
 		[QUOTA_TASKS] = "let some end",
@@ -159,7 +159,7 @@ static void say(struct quota *q, enum quota_kind k, int64_t n, char *why, size_t
 	atomic_fetch_add_explicit(&q->refused[k], 1, memory_order_relaxed);
 	snprintf(why, len, "uid %u has %lld %s, the most gorod allows per user (limit %s); "
 		 "%s or raise it in gorod.conf", (unsigned)q->uid, (long long)n, what[k][n != 1],
-		 setting[k], todo[k]);
+		 setting[k], remedy[k]);
 }
 
 /* ---- the table ------------------------------------------------------------------ */

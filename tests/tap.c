@@ -175,24 +175,6 @@ bool tap_cmp(bool pass, long long a, const char *op, long long b,
 	return pass;
 }
 
-bool tap_todo(bool pass, const char *why, const char *file, int line, const char *fmt, ...)
-{
-	char name[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(name, sizeof(name), fmt, ap);
-	va_end(ap);
-	pthread_mutex_lock(&tap_lock);
-	tap_run++;
-	printf("%sok %d - %s # TODO %s\n", pass ? "" : "not ", tap_run, name, why);
-	if (!pass)
-		printf("#   Failed (TODO) test '%s'\n#   at %s:%d.\n", name, file, line);
-	fflush(stdout);
-	pthread_mutex_unlock(&tap_lock);
-	return pass;
-}
-
 bool tap_passing(void)
 {
 	bool pass;

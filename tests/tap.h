@@ -7,7 +7,6 @@
  *	cmp_ok(elapsed, <, limit, "fast enough");  compared as long long
  *	diag("seen %d", n);             a "# " comment line
  *	skip(2, "no pidfd");            two "ok N # skip" lines
- *	ok_todo(x, "bug 7", "x");       a known bug: "not ok N - x # TODO bug 7"
  *	return done_testing();          0, or 1 when anything failed
  *
  * A failing assertion prints its file:line as a diag. skip_all() ends the
@@ -57,15 +56,7 @@ bool tap_is_str(const char *got, const char *expected, const char *file,
 bool tap_cmp(bool pass, long long a, const char *op, long long b,
 	     const char *file, int line, const char *fmt, ...) TAP_PRINTF(7, 8);
 
-/* An assertion about a known bug, marked TODO: a failure prints
- * "not ok N - name # TODO why" and does not fail the program; a pass prints
- * "ok N - name # TODO why", which meson counts as an unexpected pass (a
- * failure): the bug is fixed, drop the TODO. */
-bool tap_todo(bool pass, const char *why, const char *file, int line, const char *fmt, ...)
-	TAP_PRINTF(5, 6);
-
 #define ok(cond, ...) tap_ok(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
-#define ok_todo(cond, why, ...) tap_todo(!!(cond), (why), __FILE__, __LINE__, __VA_ARGS__)
 #define is(got, expected, ...)                                               \
 	tap_is((long long)(got), (long long)(expected), __FILE__, __LINE__,    \
 	       __VA_ARGS__)
