@@ -8,7 +8,12 @@
  * all released; that a parked goroutine holds no worker (GOMAXPROCS 1); and
  * child exit: rt_pidfd_open + rt_wait_pidfd on a child that waits on a pipe
  * (timeout and cancel while it runs, 0 once it exited, then waitpid without
- * blocking gives status 7). Ends by checking that no goroutine leaked. */
+ * blocking gives status 7). Registered fds: a peer's last bytes and its
+ * shutdown in one edge are seen (rt_pollfd_hup), so a reader that waits
+ * after a short read never misses the end of file; and deadlines racing
+ * with readiness never report a timeout before the deadline (a stale
+ * expiry of the timer heap claiming a later park would). Ends by checking
+ * that no goroutine leaked. */
 #include <fcntl.h>
 #include <sched.h>
 #include <spawn.h>
@@ -317,11 +322,260 @@ static void test_child_exit(void)
 	close(pidfd);
 }
 
+/* ---- registered fds: the end of file, deadlines against readiness ------ */
+
+/* Reads like gorod's sessions: waits after a short read unless the peer
+ * has shut down. Returns the bytes read before the end of file, or -1 if
+ * it is not seen within 10 s. */
+static long read_to_eof(struct rt_pollfd *pfd, int fd, bool *hup_after_short)
+{
+	int64_t deadline = rt_deadline_ms(10000);
+	long total = 0;
+	char buf[64];
+
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof buf);
+		if (n == 0)
+			return total;
+		if (n > 0) {
+			total += n;
+			*hup_after_short = rt_pollfd_hup(pfd);
+			if ((size_t)n == sizeof buf || rt_pollfd_hup(pfd))
+				continue;
+		} else if (errno != EAGAIN) {
+			return -1;
+		}
+		if (rt_pollfd_wait(pfd, RT_READ, deadline) < 0)
+			return -1;
+	}
+}
+
+struct eof_reader {
+	int fd;
+	struct rt_pollfd *pfd;
+	long got;
+	bool hup;
+};
+
+static void eof_reader(void *arg)
+{
+	struct eof_reader *r = arg;
+
+	r->got = read_to_eof(r->pfd, r->fd, &r->hup);
+	rt_wg_done(&kids);
+}
+
+static void test_pollfd_eof(void)
+{
+	struct eof_reader r = { 0 };
+	struct rt_gref ref;
+	int fd[2];
+
+	/* The bytes and the shutdown before registering: one edge for both. */
+	make_pair(fd, false);
+	is(write(fd[1], "abc", 3), 3, "one edge: the peer writes 3 bytes");
+	is(shutdown(fd[1], SHUT_WR), 0, "and shuts down its writing");
+	is(rt_pollfd_open(fd[0], &r.pfd), 0, "rt_pollfd_open");
+	r.fd = fd[0];
+	ok(rt_pollfd_wait(r.pfd, RT_READ, rt_deadline_ms(10000)) & RT_READ,
+	   "one edge: readable");
+	ok(rt_pollfd_hup(r.pfd), "one edge: rt_pollfd_hup says the peer shut down");
+	is(read_to_eof(r.pfd, r.fd, &r.hup), 3, "one edge: the 3 bytes, then the end of file");
+	rt_pollfd_close(r.pfd);
+	close_pair(fd);
+
+	/* The bytes first, read short; the shutdown later: an edge of its own. */
+	make_pair(fd, false);
+	r = (struct eof_reader){ .fd = fd[0] };
+	is(rt_pollfd_open(fd[0], &r.pfd), 0, "rt_pollfd_open");
+	ok(!rt_pollfd_hup(r.pfd), "two edges: no shutdown seen yet");
+	is(write(fd[1], "ab", 2), 2, "two edges: the peer writes 2 bytes");
+	ref = go(eof_reader, &r);
+	ok(wait_parked(ref), "two edges: the reader read them short and waits");
+	ok(!rt_pollfd_hup(r.pfd), "two edges: still no shutdown");
+	is(shutdown(fd[1], SHUT_WR), 0, "two edges: the peer shuts down");
+	join_kids("two edges");
+	is(r.got, 2, "two edges: the reader saw 2 bytes and the end of file");
+	rt_pollfd_close(r.pfd);
+	close_pair(fd);
+}
+
+struct pfd_writer {
+	int fd;
+	struct rt_pollfd *pfd;
+	long total, sent, waits;
+	int rc;
+};
+
+/* Writes w->total bytes (a counting pattern), waiting on the pollfd for
+ * room each time the socket is full. */
+static void pfd_writer(void *arg)
+{
+	struct pfd_writer *w = arg;
+	unsigned char buf[4096];
+
+	w->rc = 0;
+	while (w->sent < w->total) {
+		size_t n = (size_t)(w->total - w->sent) < sizeof buf ? (size_t)(w->total - w->sent)
+								      : sizeof buf;
+		for (size_t i = 0; i < n; i++)
+			buf[i] = (unsigned char)((w->sent + (long)i) % 251);
+		ssize_t k = write(w->fd, buf, n);
+		if (k > 0) {
+			w->sent += k;
+			continue;
+		}
+		if (k < 0 && errno != EAGAIN) {
+			w->rc = -errno;
+			break;
+		}
+		w->waits++;
+		int rc = rt_pollfd_wait(w->pfd, RT_WRITE, rt_deadline_ms(10000));
+		if (rc < 0) {
+			w->rc = rc;
+			break;
+		}
+	}
+	rt_wg_done(&kids);
+}
+
+/* Writability is watched only while a writer waits: a writer on a full
+ * socket parks, and wakes each time the reader makes room. */
+static void test_pollfd_write(void)
+{
+	struct pfd_writer w = { .total = 1 << 20 };
+	struct rt_pollfd *pfd;
+	long got = 0, wrong = 0;
+	int small = 4096, fd[2];
+	unsigned char buf[8192];
+
+	make_pair(fd, false);
+	setsockopt(fd[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+	is(rt_pollfd_open(fd[0], &pfd), 0, "write waits: rt_pollfd_open");
+	w.fd = fd[0];
+	w.pfd = pfd;
+	struct rt_gref ref = go(pfd_writer, &w);
+	ok(wait_parked(ref), "write waits: the writer filled the socket and parked");
+	int64_t deadline = rt_deadline_ms(30000);
+	while (got < w.total && rt_now() < deadline) {
+		ssize_t n = read(fd[1], buf, sizeof buf);
+		if (n > 0) {
+			for (ssize_t i = 0; i < n; i++)
+				wrong += buf[i] != (unsigned char)((got + i) % 251);
+			got += n;
+		} else if (rt_wait_fd(fd[1], RT_READ, rt_deadline_ms(1000)) < 0 && w.rc) {
+			break;
+		}
+	}
+	join_kids("write waits");
+	is(w.rc, 0, "write waits: every wait for room succeeded (%s)", w.rc ? ename(w.rc) : "0");
+	is(got, w.total, "write waits: the reader got all %ld bytes", w.total);
+	is(wrong, 0, "write waits: in order");
+	cmp_ok(w.waits, >, 1, "write waits: the writer waited for room (%ld times)", w.waits);
+
+	/* Full again, and nobody reads: the deadline ends the wait. */
+	while (write(fd[0], buf, sizeof buf) > 0)
+		;
+	int rc = rt_pollfd_wait(pfd, RT_WRITE, rt_deadline_ms(20));
+	is_str(ename(rc), "ETIMEDOUT", "write waits: a full socket nobody reads times out");
+	/* Reading still works on the same pollfd. */
+	is(write(fd[1], "r", 1), 1, "write waits: the other side writes a byte");
+	ok(rt_pollfd_wait(pfd, RT_READ, rt_deadline_ms(10000)) & RT_READ,
+	   "write waits: and the pollfd reports it readable");
+	rt_pollfd_close(pfd);
+	close_pair(fd);
+}
+
+#define RACERS 16
+#define RACE_ROUNDS 300
+
+struct racer {
+	int fd[2];
+	struct rt_pollfd *pfd;
+	int i;
+	long reads, timeouts, early;
+};
+
+static atomic_bool racing;
+
+/* Waits on its fd with deadlines 1-2 ms away, while the feeder writes at
+ * about the same pace: readiness and expiry race, round after round. */
+static void racer(void *arg)
+{
+	struct racer *r = arg;
+	char buf[64];
+
+	for (int round = 0; round < RACE_ROUNDS; round++) {
+		int64_t deadline = rt_now() + (1 + (round + r->i) % 2) * MS;
+		int rc = rt_pollfd_wait(r->pfd, RT_READ, deadline);
+
+		if (rc == -ETIMEDOUT) {
+			r->timeouts++;
+			r->early += rt_now() < deadline;
+		} else if (rc > 0) {
+			r->reads++;
+		}
+		while (read(r->fd[0], buf, sizeof buf) > 0)
+			;
+	}
+	rt_wg_done(&kids);
+}
+
+static void feeder(void *arg)
+{
+	struct racer *rs = arg;
+	unsigned k = 0;
+
+	while (atomic_load(&racing)) {
+		for (int i = 0; i < RACERS; i++)
+			if ((k + (unsigned)i) % 3 == 0 && write(rs[i].fd[1], "f", 1) != 1)
+				diag("feeder: write: %m");
+		k++;
+		rt_sleep(rt_now() + MS);
+	}
+	rt_wg_done(&kids);
+}
+
+static void test_deadline_races(void)
+{
+	struct racer rs[RACERS] = { 0 };
+	long reads = 0, timeouts = 0, early = 0;
+
+	atomic_store(&racing, true);
+	for (int i = 0; i < RACERS; i++) {
+		make_pair(rs[i].fd, false);
+		rs[i].i = i;
+		if (rt_pollfd_open(rs[i].fd[0], &rs[i].pfd) != 0)
+			bail_out("rt_pollfd_open");
+	}
+	go(feeder, rs);
+	for (int i = 0; i < RACERS; i++)
+		go(racer, &rs[i]);
+	/* The racers end on their own; then the feeder is stopped. */
+	while (rt_wg_count(&kids) > 1)
+		rt_sleep(rt_now() + 5 * MS);
+	atomic_store(&racing, false);
+	join_kids("deadline races");
+	for (int i = 0; i < RACERS; i++) {
+		reads += rs[i].reads;
+		timeouts += rs[i].timeouts;
+		early += rs[i].early;
+		rt_pollfd_close(rs[i].pfd);
+		close_pair(rs[i].fd);
+	}
+	ok(reads > 0 && timeouts > 0, "deadlines raced with readiness (%ld reads, %ld timeouts)",
+	   reads, timeouts);
+	is(early, 0, "no timeout reported before its deadline (%d waits)", RACERS * RACE_ROUNDS);
+}
+
 static void netpoll_main(void *arg)
 {
 	test_fd_basics(true);
 	test_fd_basics(false);
 	test_many_parked();
+	test_pollfd_eof();
+	test_pollfd_write();
+	test_deadline_races();
 	test_parked_holds_no_worker();
 	test_child_exit();
 }

@@ -79,9 +79,11 @@ struct g {
 	 * and whoever wakes it must win the CAS PS_PARKED(id) -> PS_CLAIMED. */
 	_Atomic uint64_t park_state;
 	int wake_result;            /* written by the claimer before rt_ready */
-	atomic_int ev_what;         /* netpoll: events reported by the callback */
-	bool ev_armed;              /* owner only: g->ev is added for this park */
-	int64_t deadline;           /* of the armed event (netpoll.c) */
+	atomic_int ev_what;         /* netpoll: what woke it (first event wins) */
+	bool ev_armed;              /* owner only: netpoll_arm succeeded for this park */
+	bool ev_fd;                 /* owner only: g->ev is added for this park */
+	int64_t deadline;           /* of this park (netpoll.c's timer heap) */
+	unsigned theap_i;           /* 1 + its index in the timer heap, 0 if not in it */
 	struct event *ev;           /* its libevent event, lazily allocated (netpoll.c) */
 	_Atomic uint64_t cancel_id; /* == id once cancelled (so a recycled record is not) */
 	_Atomic(const char *) wait_reason; /* static string while waiting */

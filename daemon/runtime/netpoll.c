@@ -5,17 +5,29 @@
  * worker with nothing to run takes ownership of the base (netpoll_try_own)
  * and blocks in event_base_loop; the goroutines its callbacks make ready
  * are collected, and it runs the first itself, with no hop to another
- * thread (sched.c, collected_take). Workers with work poll without blocking now and then, and sysmon
- * polls when nobody has for a while, so events are not starved by busy
- * workers. libevent's pthreads locking (evthread) lets any worker add and
- * delete events while another blocks in the loop; the loop is told, and
- * recomputes its timeout.
+ * thread (sched.c, collected_take). Workers with work poll without blocking
+ * now and then, and sysmon polls when nobody has for a while, so events are
+ * not starved by busy workers. libevent's pthreads locking (evthread) lets
+ * any worker add and delete events while another blocks in the loop; the
+ * loop is told.
  *
- * Each goroutine has one struct event, allocated on its first wait and kept
- * with its record. A park arms it after the goroutine is off its stack
- * (sched.c "Parking and claiming"), and the park disarms it before
- * returning; event_del waits for a callback that is running in another
- * thread, so no callback outlives its park.
+ * Each goroutine has one struct event, allocated on its first wait on an
+ * fd and kept with its record. A park arms it after the goroutine is off
+ * its stack (sched.c "Parking and claiming"), and the park disarms it
+ * before returning; event_del waits for a callback that is running in
+ * another thread, so no callback outlives its park.
+ *
+ * Deadlines are not libevent's: they are kept in one heap here, ordered by
+ * deadline, with a timerfd set (absolute, CLOCK_MONOTONIC: never early by
+ * rt_now()) for the earliest. libevent's own timers would cost a
+ * timerfd_settime on every pass of its loop, that is on every request,
+ * even with no timer due (its precise mode; its coarse clock can be 4 ms
+ * behind rt_now() and fire deadlines out of order). The timerfd is set
+ * only when a new earliest deadline comes; one that leaves early leaves
+ * the timerfd set, and its expiry finds nothing due and sets the next. The
+ * expiry callback claims the due goroutines under the heap's lock, in
+ * deadline order, and a park's disarm takes that lock, so no expiry
+ * outlives its park either.
  *
  * netpoll_break() interrupts a blocked poll through an eventfd that stays
  * readable until drained, so a break sent just before the poll starts is
@@ -24,8 +36,11 @@
 #include <event2/thread.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <string.h>
+#include <stdint.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -37,6 +52,18 @@ static atomic_bool break_pending;
 static atomic_bool owned;
 static atomic_int nwaiters;
 static _Atomic int64_t last_poll_ns;
+
+/* The deadlines of the parked goroutines: a binary min-heap on
+ * g->deadline, each g knowing its place (g->theap_i). All under
+ * theap_lock, with timer_set, the deadline the timerfd is set for. */
+static rt_spin theap_lock;
+static struct g **theap;
+static unsigned theap_len, theap_cap;
+static int64_t timer_set = INT64_MAX;
+static int timer_fd = -1;
+static struct event *timer_ev;
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg);
 
 static void break_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -57,24 +84,12 @@ static void threads_init(void)
 
 int netpoll_init(void)
 {
-	struct event_config *cfg;
-
 	pthread_once(&threads_once, threads_init);
 	if (threads_ok < 0)
 		return -ENOSYS;
-	cfg = event_config_new();
-	if (!cfg)
-		return -ENOMEM;
-	/* Timers must not fire early, nor out of order: libevent's default
-	 * clock is the coarse monotonic one, up to 4 ms behind rt_now(), so
-	 * two deadlines 2 ms apart could fire in the wrong order. The precise
-	 * clock costs a timerfd_settime per poll (about 0.5 us a request
-	 * here). Nor may the loop's cached "now" be used for a timeout added
-	 * from another worker while callbacks run: it can be ms old. */
-	event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
-	event_config_set_flag(cfg, EVENT_BASE_FLAG_NO_CACHE_TIME);
-	base = event_base_new_with_config(cfg);
-	event_config_free(cfg);
+	/* No flags: the base keeps no timers (see the top), so neither its
+	 * clock nor its precise mode matters. */
+	base = event_base_new();
 	if (!base)
 		return -ENOMEM;
 	break_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -83,6 +98,14 @@ int netpoll_init(void)
 	break_ev = event_new(base, break_fd, EV_READ | EV_PERSIST, break_cb, NULL);
 	if (!break_ev || event_add(break_ev, NULL) < 0)
 		goto fail;
+	timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (timer_fd < 0)
+		goto fail;
+	timer_ev = event_new(base, timer_fd, EV_READ | EV_PERSIST, timer_cb, NULL);
+	if (!timer_ev || event_add(timer_ev, NULL) < 0)
+		goto fail;
+	timer_set = INT64_MAX;
+	theap_len = 0;
 	atomic_store(&nwaiters, 0);
 	atomic_store(&owned, false);
 	atomic_store(&break_pending, false);
@@ -94,6 +117,15 @@ fail:
 
 void netpoll_shutdown(void)
 {
+	if (timer_ev)
+		event_free(timer_ev);
+	timer_ev = NULL;
+	if (timer_fd >= 0)
+		close(timer_fd);
+	timer_fd = -1;
+	free(theap);
+	theap = NULL;
+	theap_len = theap_cap = 0;
 	if (break_ev)
 		event_free(break_ev);
 	break_ev = NULL;
@@ -162,54 +194,180 @@ int netpoll_result(struct g *g)
 	return what & (EV_READ | EV_WRITE);
 }
 
-static struct timeval tv_until(int64_t deadline)
+/* Records what woke g (the first of its events: an fd event and its
+ * deadline may both come) and claims it. */
+static void g_fire(struct g *g, int what)
 {
-	int64_t left = deadline - rt_now();
-	struct timeval tv;
+	int none = 0;
 
-	if (left < 0)
-		left = 0;
-	left = (left + 999) / 1000; /* microseconds, rounded up */
-	tv.tv_sec = left / 1000000;
-	tv.tv_usec = left % 1000000;
-	return tv;
+	atomic_compare_exchange_strong(&g->ev_what, &none, what);
+	sched_claim(g, netpoll_result(g));
 }
 
 static void g_ev_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct g *g = arg;
+	g_fire(arg, what & (EV_READ | EV_WRITE));
+}
 
-	/* Never report a deadline early, whatever the loop's clock said. */
-	if ((what & EV_TIMEOUT) && rt_now() < g->deadline) {
-		struct timeval tv = tv_until(g->deadline);
-		if (event_add(g->ev, &tv) == 0)
-			return;
+/* ---- the timer heap ------------------------------------------------------ */
+
+static void theap_place(unsigned i, struct g *g)
+{
+	theap[i] = g;
+	g->theap_i = i + 1;
+}
+
+static void theap_up(unsigned i)
+{
+	struct g *g = theap[i];
+
+	while (i > 0) {
+		unsigned parent = (i - 1) / 2;
+		if (theap[parent]->deadline <= g->deadline)
+			break;
+		theap_place(i, theap[parent]);
+		i = parent;
 	}
+	theap_place(i, g);
+}
 
-	atomic_store(&g->ev_what, what ? what : EV_TIMEOUT);
-	sched_claim(g, netpoll_result(g));
+static void theap_down(unsigned i)
+{
+	struct g *g = theap[i];
+
+	for (;;) {
+		unsigned c = 2 * i + 1;
+		if (c >= theap_len)
+			break;
+		if (c + 1 < theap_len && theap[c + 1]->deadline < theap[c]->deadline)
+			c++;
+		if (g->deadline <= theap[c]->deadline)
+			break;
+		theap_place(i, theap[c]);
+		i = c;
+	}
+	theap_place(i, g);
+}
+
+/* theap_lock held: takes g out of the heap. */
+static void theap_remove(struct g *g)
+{
+	unsigned i = g->theap_i - 1;
+	struct g *last = theap[--theap_len];
+
+	g->theap_i = 0;
+	if (i == theap_len)
+		return;
+	theap_place(i, last);
+	if (i > 0 && theap[(i - 1) / 2]->deadline > last->deadline)
+		theap_up(i);
+	else
+		theap_down(i);
+}
+
+/* theap_lock held: sets the timerfd for `deadline` if that is earlier
+ * than what it is set for. */
+static void timer_program(int64_t deadline)
+{
+	struct itimerspec its = { 0 };
+
+	if (deadline >= timer_set)
+		return;
+	timer_set = deadline;
+	if (deadline <= 0)
+		deadline = 1; /* a zero it_value would disarm it */
+	its.it_value.tv_sec = deadline / 1000000000;
+	its.it_value.tv_nsec = deadline % 1000000000;
+	if (timerfd_settime(timer_fd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
+		rt_throw("timerfd_settime: %s", strerror(errno));
+}
+
+static int timer_add(struct g *g, int64_t deadline)
+{
+	rt_spin_lock(&theap_lock);
+	g->deadline = deadline;
+	if (theap_len == theap_cap) {
+		unsigned ncap = theap_cap ? 2 * theap_cap : 64;
+		struct g **n = realloc(theap, ncap * sizeof *n);
+		if (!n) {
+			rt_spin_unlock(&theap_lock);
+			return -ENOMEM;
+		}
+		theap = n;
+		theap_cap = ncap;
+	}
+	theap[theap_len++] = g;
+	theap_up(theap_len - 1);
+	timer_program(deadline);
+	rt_spin_unlock(&theap_lock);
+	return 0;
+}
+
+static void timer_del(struct g *g)
+{
+	rt_spin_lock(&theap_lock);
+	if (g->theap_i)
+		theap_remove(g);
+	/* Emptied after a crowd of timed waits: give the array back. */
+	if (theap_cap > 1024 && theap_len < theap_cap / 8) {
+		struct g **n = realloc(theap, theap_cap / 2 * sizeof *n);
+		if (n) {
+			theap = n;
+			theap_cap /= 2;
+		}
+	}
+	rt_spin_unlock(&theap_lock);
+}
+
+/* The timerfd expired: claims every goroutine whose deadline has come, in
+ * deadline order, and sets the timerfd for the next. The claims happen
+ * under theap_lock, which a park's disarm takes: none reaches a goroutine
+ * that has moved on to another park. */
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	uint64_t expirations;
+	int64_t now;
+
+	while (read(fd, &expirations, sizeof expirations) > 0)
+		;
+	rt_spin_lock(&theap_lock);
+	timer_set = INT64_MAX;
+	now = rt_now();
+	while (theap_len > 0 && theap[0]->deadline <= now) {
+		struct g *g = theap[0];
+		theap_remove(g);
+		g_fire(g, EV_TIMEOUT);
+	}
+	if (theap_len > 0)
+		timer_program(theap[0]->deadline);
+	rt_spin_unlock(&theap_lock);
 }
 
 /* Called by park_commit once g is off its stack: adds g's event for fd
- * (or a pure timer when fd < 0) with the deadline. 0 or -errno. */
+ * (none when fd < 0) and its deadline. 0 or -errno. */
 int netpoll_arm(struct g *g, int fd, short events, int64_t deadline)
 {
-	struct timeval tv, *tvp = NULL;
-
-	if (!g->ev) {
-		g->ev = event_new(base, -1, 0, g_ev_cb, g);
-		if (!g->ev)
-			return -ENOMEM;
+	g->ev_fd = false;
+	g->deadline = RT_FOREVER;
+	if (fd >= 0) {
+		if (!g->ev) {
+			g->ev = event_new(base, -1, 0, g_ev_cb, g);
+			if (!g->ev)
+				return -ENOMEM;
+		}
+		if (event_assign(g->ev, base, fd, events, g_ev_cb, g) < 0)
+			return -EINVAL;
+		if (event_add(g->ev, NULL) < 0)
+			return -EBADF;
+		g->ev_fd = true;
 	}
-	if (event_assign(g->ev, base, fd, fd >= 0 ? events : 0, g_ev_cb, g) < 0)
-		return -EINVAL;
-	g->deadline = deadline;
-	if (deadline != RT_FOREVER) {
-		tv = tv_until(deadline);
-		tvp = &tv;
+	if (deadline != RT_FOREVER && timer_add(g, deadline) < 0) {
+		if (g->ev_fd)
+			event_del(g->ev);
+		g->ev_fd = false;
+		g->deadline = RT_FOREVER;
+		return -ENOMEM;
 	}
-	if (event_add(g->ev, tvp) < 0)
-		return fd >= 0 ? -EBADF : -ENOMEM;
 	atomic_fetch_add(&nwaiters, 1);
 	/* Someone must poll. This worker will, once its queue is empty; if
 	 * it has other goroutines to run first, an idle worker is woken to
@@ -223,7 +381,13 @@ int netpoll_arm(struct g *g, int fd, short events, int64_t deadline)
 
 void netpoll_disarm(struct g *g)
 {
-	event_del(g->ev);
+	if (g->ev_fd)
+		event_del(g->ev);
+	g->ev_fd = false;
+	/* Under the lock even if the expiry took it out already: an expiry
+	 * claiming g right now must be over before g parks again. */
+	if (g->deadline != RT_FOREVER)
+		timer_del(g);
 	atomic_fetch_sub(&nwaiters, 1);
 }
 
@@ -282,10 +446,12 @@ int rt_wait_fd(int fd, short events, int64_t deadline)
 
 struct rt_pollfd {
 	int fd;
-	struct event *ev;
+	struct event *ev;    /* reading and the peer's shutdown, always added */
+	struct event *wev;   /* writing: added only while a writer waits */
 	rt_spin lock;
 	short ready;         /* events seen while nobody waited (lock) */
 	struct g *rg, *wg;   /* the goroutines waiting to read / write (lock) */
+	atomic_bool hup;     /* the peer has shut down its writing (EPOLLRDHUP) */
 };
 
 /* Wakes the goroutine waiting for `bit`, or remembers the event. Called
@@ -304,8 +470,10 @@ static void pfd_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct rt_pollfd *pfd = arg;
 
+	if (what & EV_CLOSED)
+		atomic_store(&pfd->hup, true); /* before the reader is woken */
 	rt_spin_lock(&pfd->lock);
-	if (what & EV_READ)
+	if (what & (EV_READ | EV_CLOSED))
 		pfd_fire(pfd, &pfd->rg, RT_READ);
 	if (what & EV_WRITE)
 		pfd_fire(pfd, &pfd->wg, RT_WRITE);
@@ -322,13 +490,24 @@ int rt_pollfd_open(int fd, struct rt_pollfd **out)
 	if (!pfd)
 		return -ENOMEM;
 	pfd->fd = fd;
-	pfd->ev = event_new(base, fd, EV_READ | EV_WRITE | EV_PERSIST | EV_ET, pfd_cb, pfd);
-	if (!pfd->ev) {
+	/* Writability is not watched all along: on a socket, every time the
+	 * peer reads, the kernel would wake the poller to say "writable"
+	 * again, which on a request-reply connection is a second wakeup of
+	 * gorod per request (a whole one when the poller sleeps on another
+	 * CPU). A writer registers it when the socket is full (below). */
+	pfd->ev = event_new(base, fd, EV_READ | EV_CLOSED | EV_PERSIST | EV_ET, pfd_cb, pfd);
+	pfd->wev = event_new(base, fd, EV_WRITE | EV_PERSIST | EV_ET, pfd_cb, pfd);
+	if (!pfd->ev || !pfd->wev) {
+		if (pfd->ev)
+			event_free(pfd->ev);
+		if (pfd->wev)
+			event_free(pfd->wev);
 		free(pfd);
 		return -ENOMEM;
 	}
 	if (event_add(pfd->ev, NULL) < 0) {
 		event_free(pfd->ev);
+		event_free(pfd->wev);
 		free(pfd);
 		return -EBADF;
 	}
@@ -342,8 +521,28 @@ void rt_pollfd_close(struct rt_pollfd *pfd)
 		return;
 	event_del(pfd->ev); /* waits for a callback running in another thread */
 	event_free(pfd->ev);
+	event_free(pfd->wev); /* deleted by its last writer */
 	rt_assert(!pfd->rg && !pfd->wg);
 	free(pfd);
+}
+
+/* With edge-triggered waits, a read that returned less than asked for
+ * proves the fd empty, but for one case: the peer's last bytes and its
+ * shutdown arriving as one edge. That edge comes with EPOLLRDHUP, so until
+ * this says true a reader may wait after a short read (and save the read
+ * that would say EAGAIN); after, it reads until the end of file. */
+bool rt_pollfd_hup(struct rt_pollfd *pfd)
+{
+	return atomic_load(&pfd->hup);
+}
+
+/* pfd->lock held: g waits no more. */
+static void pollfd_unwait(struct rt_pollfd *pfd, struct g *g)
+{
+	if (pfd->rg == g)
+		pfd->rg = NULL;
+	if (pfd->wg == g)
+		pfd->wg = NULL;
 }
 
 int rt_pollfd_wait(struct rt_pollfd *pfd, short events, int64_t deadline)
@@ -373,8 +572,24 @@ int rt_pollfd_wait(struct rt_pollfd *pfd, short events, int64_t deadline)
 	}
 	if (events & RT_READ)
 		pfd->rg = g;
-	if (events & RT_WRITE)
+	if (events & RT_WRITE) {
+		/* Watch writability while we wait (see rt_pollfd_open). Adding
+		 * it reports a socket that became writable since the EAGAIN:
+		 * the kernel checks when the interest is added, and the
+		 * callback leaves it in `ready` (g is not parked yet). */
 		pfd->wg = g;
+		rt_spin_unlock(&pfd->lock);
+		int added = event_add(pfd->wev, NULL);
+		rt_spin_lock(&pfd->lock);
+		r = pfd->ready & events;
+		if (added < 0 || r) {
+			pfd->ready &= (short)~r;
+			pollfd_unwait(pfd, g);
+			rt_spin_unlock(&pfd->lock);
+			event_del(pfd->wev);
+			return added < 0 ? -EBADF : r;
+		}
+	}
 	atomic_fetch_add(&nwaiters, 1);
 
 	struct park pk = {
@@ -388,13 +603,12 @@ int rt_pollfd_wait(struct rt_pollfd *pfd, short events, int64_t deadline)
 
 	atomic_fetch_sub(&nwaiters, 1);
 	rt_spin_lock(&pfd->lock);
-	if (pfd->rg == g)
-		pfd->rg = NULL;
-	if (pfd->wg == g)
-		pfd->wg = NULL;
 	/* Woken for one direction while waiting for both: the other is
 	 * not ready yet, nothing to keep. */
+	pollfd_unwait(pfd, g);
 	rt_spin_unlock(&pfd->lock);
+	if (events & RT_WRITE)
+		event_del(pfd->wev); /* waits for its callback, if running */
 	return rc;
 }
 

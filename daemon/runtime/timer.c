@@ -1,11 +1,10 @@
 /* timer.c: sleeping until a deadline.
  *
- * Timers are libevent timeouts on the runtime's one event_base (netpoll.c):
- * a sleeping goroutine parks with its deadline and no fd, and the event's
- * callback claims it. libevent keeps timeouts in a min-heap and runs the
- * expired ones in deadline order; the callbacks queue the goroutines in
- * that order on the polling worker, so they run in deadline order too. The
- * base uses the precise monotonic clock, so no timer fires before its
+ * A sleeping goroutine parks with its deadline and no fd; the deadline
+ * goes into netpoll.c's timer heap, whose timerfd expiry claims the due
+ * goroutines in deadline order and queues them in that order on the
+ * polling worker, so they run in deadline order too. The timerfd is set
+ * on CLOCK_MONOTONIC, rt_now()'s clock, so no timer fires before its
  * deadline as rt_now() sees it. */
 #include "internal.h"
 
