@@ -55,9 +55,7 @@
  * stderr says which); 2 on bad usage. */
 #include <errno.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -68,10 +66,13 @@
 #include <unistd.h>
 #include <dirent.h>
 
+#include "bench_util.h"
 #include "goro/goro.h"
 
 #define MAX_THREADS 1024
 #define LATENCY_GIVE_UP_MS 10000 /* a finding that takes longer is a failure */
+
+const char bench_name[] = "leak_bench";
 
 /* ---- arguments ------------------------------------------------------------- */
 
@@ -80,19 +81,6 @@ struct params {
 	long n, reps, lat, window, ms, poll_ms;
 	double secs, settle, timeout;
 };
-
-__attribute__((format(printf, 1, 2), noreturn))
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("leak_bench: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
-}
 
 static void usage(void)
 {
@@ -176,14 +164,6 @@ static void parse_params(int argc, char **argv, struct params *p)
 	}
 }
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static void sleep_ms(double ms)
 {
 	struct timespec ts = { (time_t)(ms / 1000), (long)((ms - (double)(long)(ms / 1000) * 1000) *
@@ -195,65 +175,18 @@ static void sleep_ms(double ms)
 
 /* ---- gorod: pipelined requests ---------------------------------------------- */
 
-static goro_client *gorod_connect(const struct params *p)
-{
-	goro_client *c;
-	int err = goro_connect(p->path, &c);
-
-	if (err < 0)
-		die("connecting to gorod at %s: %s", p->path, goro_strerror(err));
-	return c;
-}
-
-static void gorod_check(goro_client *c, int err, const char *what)
-{
-	if (err < 0)
-		die("%s: %s (%s): %s", what, goro_err_name(err), goro_strerror(err),
-		    goro_last_error(c));
-}
-
-/* The requests of one batch sent with goro_send_*(): how many were sent
- * and answered, and the ids that spawn replies gave, in the order they
- * came (ids[k] for the k-th reply; NULL: not kept). */
-struct batch {
-	const char *what;
-	long sent, answered;
-	uint64_t *ids;
-};
-
+/* Counts a reply of batch arg; a spawn's id goes to ids[k] for the k-th
+ * reply, in the order they came. */
 static void on_reply(void *arg, int err, const struct goro_reply *r)
 {
-	struct batch *b = arg;
+	struct bench_batch *b = arg;
 
 	if (err < 0)
-		die("%s: %s (%s): %s", b->what, goro_err_name(err), goro_strerror(err),
-		    r && r->message ? r->message : "");
+		bench_die("%s: %s (%s): %s", b->what, goro_err_name(err), goro_strerror(err),
+			  r && r->message ? r->message : "");
 	if (b->ids)
 		b->ids[b->answered] = r->id;
 	b->answered++;
-}
-
-/* Writes what is queued and reads replies until answered reaches want, or
- * dies at the deadline. Blocks in poll(). */
-static void pump(goro_client *c, struct batch *b, long want, int64_t deadline)
-{
-	while (b->answered < want) {
-		int64_t left = deadline - now_ns();
-		struct pollfd pfd = { .fd = goro_fd(c), .events = POLLIN };
-		int err = goro_flush(c);
-
-		if (err < 0 && err != -EAGAIN)
-			gorod_check(c, err, "writing requests");
-		if (goro_want_write(c))
-			pfd.events |= POLLOUT;
-		if (left <= 0)
-			die("timed out: %s, %ld of %ld replies", b->what, b->answered, want);
-		if (poll(&pfd, 1, (int)(left / 1000000) + 1) < 0 && errno != EINTR)
-			die("poll: %s", strerror(errno));
-		err = goro_process(c);
-		if (err < 0)
-			gorod_check(c, err, "reading replies");
-	}
 }
 
 /* ---- gorod's process ----------------------------------------------------------- */
@@ -274,13 +207,13 @@ static void gorod_stats(goro_client *c, long long *pid, long long *rss, long lon
 {
 	char *json;
 
-	gorod_check(c, goro_stats_json(c, &json), "stats");
+	bench_check(c, goro_stats_json(c, &json), "stats");
 	*pid = json_int(json, "pid"); /* the top-level one comes first */
 	*rss = json_int(strstr(json, "\"memory\":"), "rss");
 	*waiting = json_int(strstr(json, "\"goroutines\":"), "waiting");
 	free(json);
 	if (*pid <= 0)
-		die("no pid in gorod's stats");
+		bench_die("no pid in gorod's stats");
 }
 
 /* One of gorod's threads: its comm and the CPU time it has run, in ns
@@ -400,7 +333,7 @@ static int64_t cpu_ns(clockid_t clk)
 	struct timespec ts;
 
 	if (clock_gettime(clk, &ts) < 0)
-		die("clock_gettime(gorod's CPU clock): %s", strerror(errno));
+		bench_die("clock_gettime(gorod's CPU clock): %s", strerror(errno));
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
@@ -412,14 +345,14 @@ static void wait_waiters(goro_client *c, const char *name, int64_t want, int64_t
 	for (;;) {
 		struct goro_wg_status st;
 
-		gorod_check(c, goro_wg_status(c, name, &st), "wg.status");
+		bench_check(c, goro_wg_status(c, name, &st), "wg.status");
 		if (st.has_failure)
 			goro_outcome_clear(&st.first_failure);
 		if (st.waiters == want)
 			return;
-		if (now_ns() > deadline)
-			die("timed out: %s has %" PRId64 " waiters, not %" PRId64, name, st.waiters,
-			    want);
+		if (bench_now_ns() > deadline)
+			bench_die("timed out: %s has %" PRId64 " waiters, not %" PRId64, name,
+				  st.waiters, want);
 		sleep_ms(1);
 	}
 }
@@ -431,7 +364,7 @@ static bool reported(goro_client *c, uint64_t id)
 	size_t n;
 	bool found = false;
 
-	gorod_check(c, goro_leaks(c, &l, &n), "leaks");
+	bench_check(c, goro_leaks(c, &l, &n), "leaks");
 	for (size_t i = 0; i < n && !found; i++)
 		found = l[i].task == id && strcmp(l[i].kind, "definite") == 0;
 	free(l);
@@ -445,12 +378,12 @@ static double time_to_report(const struct params *p, goro_client *c, uint64_t id
 	int64_t give_up = t0 + (int64_t)LATENCY_GIVE_UP_MS * 1000000;
 
 	while (!reported(c, id)) {
-		if (now_ns() > give_up)
-			die("task %" PRIu64 ": no definite finding %d ms after its leak became true",
-			    id, LATENCY_GIVE_UP_MS);
+		if (bench_now_ns() > give_up)
+			bench_die("task %" PRIu64 ": no definite finding %d ms after its leak "
+				  "became true", id, LATENCY_GIVE_UP_MS);
 		sleep_ms((double)p->poll_ms);
 	}
-	return (double)(now_ns() - t0) / 1e6;
+	return (double)(bench_now_ns() - t0) / 1e6;
 }
 
 /* Spawns `goroctl wg wait name` (bound to name when own). */
@@ -460,7 +393,7 @@ static uint64_t spawn_waiter(const struct params *p, goro_client *c, const char 
 	struct goro_spawn sp = { .argv = argv, .wg = own ? name : NULL };
 	uint64_t id;
 
-	gorod_check(c, goro_spawn(c, &sp, &id), "spawn");
+	bench_check(c, goro_spawn(c, &sp, &id), "spawn");
 	return id;
 }
 
@@ -469,10 +402,10 @@ static void expect_end(goro_client *c, uint64_t id, enum goro_task_state want)
 {
 	struct goro_outcome o;
 
-	gorod_check(c, goro_wait(c, id, 30000, &o), "wait");
+	bench_check(c, goro_wait(c, id, 30000, &o), "wait");
 	if (o.state != want)
-		die("task %" PRIu64 " ended %s, not %s", id, goro_task_state_name(o.state),
-		    goro_task_state_name(want));
+		bench_die("task %" PRIu64 " ended %s, not %s", id, goro_task_state_name(o.state),
+			  goro_task_state_name(want));
 	goro_outcome_clear(&o);
 }
 
@@ -483,10 +416,10 @@ static double latency_own(const struct params *p, goro_client *c, const char *na
 	int64_t t0;
 	double ms;
 
-	wait_waiters(c, name, 1, now_ns() + 30 * (int64_t)1000000000);
-	t0 = now_ns();
+	wait_waiters(c, name, 1, bench_now_ns() + 30 * (int64_t)1000000000);
+	t0 = bench_now_ns();
 	ms = time_to_report(p, c, id, t0);
-	gorod_check(c, goro_kill(c, id, SIGKILL), "kill");
+	bench_check(c, goro_kill(c, id, SIGKILL), "kill");
 	expect_end(c, id, GORO_TASK_KILLED);
 	return ms;
 }
@@ -494,20 +427,20 @@ static double latency_own(const struct params *p, goro_client *c, const char *na
 /* One leak of kind dead: the only holder of the group's count closes. */
 static double latency_dead(const struct params *p, goro_client *c, const char *name)
 {
-	goro_client *holder = gorod_connect(p);
+	goro_client *holder = bench_connect(p->path);
 	uint64_t id;
 	int64_t t0;
 	double ms;
 
-	gorod_check(holder, goro_wg_add(holder, name, 1, 0, NULL), "wg.add");
+	bench_check(holder, goro_wg_add(holder, name, 1, 0, NULL), "wg.add");
 	id = spawn_waiter(p, c, name, false);
-	wait_waiters(c, name, 1, now_ns() + 30 * (int64_t)1000000000);
+	wait_waiters(c, name, 1, bench_now_ns() + 30 * (int64_t)1000000000);
 	if (reported(c, id))
-		die("task %" PRIu64 " is reported before its group's holder closed", id);
-	t0 = now_ns();
+		bench_die("task %" PRIu64 " is reported before its group's holder closed", id);
+	t0 = bench_now_ns();
 	goro_close(holder);
 	ms = time_to_report(p, c, id, t0);
-	gorod_check(c, goro_wg_done(c, name, NULL), "wg.done");
+	bench_check(c, goro_wg_done(c, name, NULL), "wg.done");
 	expect_end(c, id, GORO_TASK_EXITED);
 	return ms;
 }
@@ -527,9 +460,9 @@ static void latency_run(const struct params *p, goro_client *c, long parked)
 	size_t off = 0;
 
 	if (!v)
-		die("out of memory");
+		bench_die("out of memory");
 	if (!p->goroctl || p->goroctl[0] != '/')
-		die("latency needs goroctl=PATH, an absolute path (the tasks run it)");
+		bench_die("latency needs goroctl=PATH, an absolute path (the tasks run it)");
 	for (long r = 0; r < p->reps; r++) {
 		char name[64];
 
@@ -563,15 +496,15 @@ static void spawn_sleepers(goro_client *c, struct idle_ctx *x, int64_t deadline)
 	const char *args[] = { x->ms, NULL };
 	struct goro_spawn sp = { .func = "sleep", .args = args, .wg = x->wg,
 				 .expect_ms = (int)(x->p->ms + 3600000) };
-	struct batch b = { .what = "spawn", .ids = x->ids };
+	struct bench_batch b = { .what = "spawn", .ids = x->ids };
 
 	for (long i = 0; i < x->p->n; i++) {
 		if (b.sent - b.answered >= x->p->window)
-			pump(c, &b, b.sent - x->p->window + 1, deadline);
-		gorod_check(c, goro_send_spawn(c, &sp, on_reply, &b), "spawn");
+			bench_pump(c, &b, b.sent - x->p->window + 1, deadline);
+		bench_check(c, goro_send_spawn(c, &sp, on_reply, &b), "spawn");
 		b.sent++;
 	}
-	pump(c, &b, b.sent, deadline);
+	bench_pump(c, &b, b.sent, deadline);
 }
 
 /* Polls wg.status and stats until n tasks run and n goroutines are parked. */
@@ -581,17 +514,18 @@ static void wait_parked(goro_client *c, const char *wg, long n, int64_t deadline
 		struct goro_wg_status st;
 		long long pid, rss, waiting;
 
-		gorod_check(c, goro_wg_status(c, wg, &st), "wg.status");
+		bench_check(c, goro_wg_status(c, wg, &st), "wg.status");
 		if (st.has_failure)
-			die("a sleeping task failed: %s %s", goro_task_state_name(st.first_failure.state),
-			    st.first_failure.message);
+			bench_die("a sleeping task failed: %s %s",
+				  goro_task_state_name(st.first_failure.state),
+				  st.first_failure.message);
 		if (st.running == n) {
 			gorod_stats(c, &pid, &rss, &waiting);
 			if (waiting >= n)
 				return;
 		}
-		if (now_ns() > deadline)
-			die("timed out: %" PRId64 " of %ld tasks running", st.running, n);
+		if (bench_now_ns() > deadline)
+			bench_die("timed out: %" PRId64 " of %ld tasks running", st.running, n);
 		sleep_ms(2);
 	}
 }
@@ -599,27 +533,28 @@ static void wait_parked(goro_client *c, const char *wg, long n, int64_t deadline
 /* Kills the n tasks (pipelined) and waits on their group. */
 static void kill_sleepers(goro_client *c, struct idle_ctx *x, int64_t deadline)
 {
-	struct batch b = { .what = "kill" };
+	struct bench_batch b = { .what = "kill" };
 	struct goro_wg_status st;
 
 	for (long i = 0; i < x->p->n; i++) {
 		if (b.sent - b.answered >= x->p->window)
-			pump(c, &b, b.sent - x->p->window + 1, deadline);
-		gorod_check(c, goro_send_kill(c, x->ids[i], SIGKILL, on_reply, &b), "kill");
+			bench_pump(c, &b, b.sent - x->p->window + 1, deadline);
+		bench_check(c, goro_send_kill(c, x->ids[i], SIGKILL, on_reply, &b), "kill");
 		b.sent++;
 	}
-	pump(c, &b, b.sent, deadline);
-	gorod_check(c, goro_wg_wait_status(c, x->wg, (int)(x->p->timeout * 1000), &st), "wg.wait");
+	bench_pump(c, &b, b.sent, deadline);
+	bench_check(c, goro_wg_wait_status(c, x->wg, (int)(x->p->timeout * 1000), &st), "wg.wait");
 	if (st.has_failure)
 		goro_outcome_clear(&st.first_failure);
 	if (st.done != x->p->n)
-		die("the group's round says %" PRId64 " tasks done, not %ld", st.done, x->p->n);
+		bench_die("the group's round says %" PRId64 " tasks done, not %ld", st.done,
+			  x->p->n);
 }
 
 static void idle_run(const struct params *p)
 {
 	static struct thread_cpu before[MAX_THREADS], after[MAX_THREADS];
-	goro_client *c = gorod_connect(p);
+	goro_client *c = bench_connect(p->path);
 	struct idle_ctx x = { .p = p };
 	long long pid, rss, waiting, t0_ticks, t1_ticks;
 	int64_t t0, t1, t2, t3, c0, c1, deadline;
@@ -632,30 +567,30 @@ static void idle_run(const struct params *p)
 	snprintf(x.ms, sizeof x.ms, "%ld", p->ms);
 	x.ids = calloc((size_t)p->n + 1, sizeof *x.ids);
 	if (!x.ids)
-		die("out of memory");
-	gorod_check(c, goro_hello(c, "leak_bench", NULL), "hello");
+		bench_die("out of memory");
+	bench_check(c, goro_hello(c, "leak_bench", NULL), "hello");
 	gorod_stats(c, &pid, &rss, &waiting);
 	if (clock_getcpuclockid((pid_t)pid, &clk) != 0)
-		die("clock_getcpuclockid(%lld): gorod must run on this machine, as us", pid);
+		bench_die("clock_getcpuclockid(%lld): gorod must run on this machine, as us", pid);
 	snprintf(path, sizeof path, "/proc/%lld/stat", pid);
 
-	t0 = now_ns();
+	t0 = bench_now_ns();
 	deadline = t0 + (int64_t)(p->timeout * 1e9);
 	spawn_sleepers(c, &x, deadline);
-	t1 = now_ns();
+	t1 = bench_now_ns();
 	if (p->n)
 		wait_parked(c, x.wg, p->n, deadline);
-	t2 = now_ns();
+	t2 = bench_now_ns();
 	sleep_ms(p->settle * 1000);
 
 	/* The quiet window: no request of ours reaches gorod. */
 	nb = threads_of(pid, before, MAX_THREADS);
 	t0_ticks = stat_ticks(path, NULL, 0);
 	c0 = cpu_ns(clk);
-	t3 = now_ns();
+	t3 = bench_now_ns();
 	sleep_ms(p->secs * 1000);
 	c1 = cpu_ns(clk);
-	secs = (double)(now_ns() - t3) / 1e9;
+	secs = (double)(bench_now_ns() - t3) / 1e9;
 	t1_ticks = stat_ticks(path, NULL, 0);
 	na = threads_of(pid, after, MAX_THREADS);
 	busiest(before, nb, after, na, busy, sizeof busy);
@@ -677,10 +612,10 @@ static void idle_run(const struct params *p)
 		latency_run(&q, c, p->n);
 	}
 	if (p->n) {
-		int64_t k0 = now_ns();
+		int64_t k0 = bench_now_ns();
 
-		kill_sleepers(c, &x, now_ns() + (int64_t)(p->timeout * 1e9));
-		kill_secs = (double)(now_ns() - k0) / 1e9;
+		kill_sleepers(c, &x, bench_now_ns() + (int64_t)(p->timeout * 1e9));
+		kill_secs = (double)(bench_now_ns() - k0) / 1e9;
 		printf("killed n=%ld kill_secs=%.2f\n", p->n, kill_secs);
 	}
 	free(x.ids);
@@ -698,9 +633,9 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[1], "idle")) {
 		idle_run(&p);
 	} else if (!strcmp(argv[1], "latency")) {
-		goro_client *c = gorod_connect(&p);
+		goro_client *c = bench_connect(p.path);
 
-		gorod_check(c, goro_hello(c, "leak_bench", NULL), "hello");
+		bench_check(c, goro_hello(c, "leak_bench", NULL), "hello");
 		latency_run(&p, c, 0);
 		goro_close(c);
 	} else {

@@ -46,7 +46,6 @@
 #include <sched.h>
 #include <inttypes.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -58,9 +57,9 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "goro/goro.h"
 
 #ifdef LOCK_BENCH_REDIS
@@ -68,6 +67,8 @@
 #endif
 
 #define MAX_CLIENTS 64
+
+const char bench_name[] = "lock_bench";
 
 /* ---- arguments ------------------------------------------------------------- */
 
@@ -79,19 +80,6 @@ struct params {
 	long size;
 	long yield; /* handoff: sched_yield() after a spin */
 };
-
-__attribute__((format(printf, 1, 2), noreturn))
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("lock_bench: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
-}
 
 static void usage(void)
 {
@@ -156,14 +144,6 @@ static const char *need(const char *v, const char *key)
 	return v;
 }
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* ---- the clients: processes that start together ------------------------------ */
 
 /* Shared by the parent and its clients (MAP_SHARED, made before fork). */
@@ -187,7 +167,7 @@ static void client_ready(void)
 	char b = 1;
 
 	if (write(ready_w, &b, 1) != 1)
-		die("ready pipe: %s", strerror(errno));
+		bench_die("ready pipe: %s", strerror(errno));
 	close(ready_w);
 	while (read(start_r, &b, 1) < 0 && errno == EINTR)
 		;
@@ -197,7 +177,7 @@ static void client_ready(void)
 /* Counts an op completed now; returns false once the window is over. */
 static inline bool tick(int id)
 {
-	int64_t t = now_ns();
+	int64_t t = bench_now_ns();
 
 	if (t >= sh->t_end)
 		return false;
@@ -222,16 +202,16 @@ static void run_clients(const char *mode, int n, client_fn fn, const struct para
 
 	sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (sh == MAP_FAILED)
-		die("mmap: %s", strerror(errno));
+		bench_die("mmap: %s", strerror(errno));
 	sh->t0 = sh->t_end = INT64_MAX;
 	sh->holder = -1;
 	if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(start, O_CLOEXEC) < 0)
-		die("pipe: %s", strerror(errno));
+		bench_die("pipe: %s", strerror(errno));
 	fflush(stdout);
 	for (int i = 0; i < n; i++) {
 		pids[i] = fork();
 		if (pids[i] < 0)
-			die("fork: %s", strerror(errno));
+			bench_die("fork: %s", strerror(errno));
 		if (pids[i] == 0) {
 			close(ready[0]);
 			close(start[1]);
@@ -254,7 +234,7 @@ static void run_clients(const char *mode, int n, client_fn fn, const struct para
 			break;
 		got++;
 	}
-	sh->t0 = now_ns() + (int64_t)(p->warmup * 1e9);
+	sh->t0 = bench_now_ns() + (int64_t)(p->warmup * 1e9);
 	sh->t_end = sh->t0 + (int64_t)(p->secs * 1e9);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	close(start[1]);
@@ -263,7 +243,7 @@ static void run_clients(const char *mode, int n, client_fn fn, const struct para
 
 		while (waitpid(pids[i], &st, 0) < 0)
 			if (errno != EINTR)
-				die("waitpid: %s", strerror(errno));
+				bench_die("waitpid: %s", strerror(errno));
 		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 			failed = 1;
 			if (WIFSIGNALED(st))
@@ -294,11 +274,11 @@ static int unix_connect(const char *path)
 	int fd;
 
 	if (strlen(path) >= sizeof a.sun_path)
-		die("socket path too long: %s", path);
+		bench_die("socket path too long: %s", path);
 	strcpy(a.sun_path, path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
-		die("connecting to %s: %s", path, strerror(errno));
+		bench_die("connecting to %s: %s", path, strerror(errno));
 	return fd;
 }
 
@@ -313,24 +293,24 @@ static void echo_server(const struct params *p)
 	int lfd, ep;
 
 	if (strlen(p->path) >= sizeof a.sun_path)
-		die("socket path too long: %s", p->path);
+		bench_die("socket path too long: %s", p->path);
 	strcpy(a.sun_path, p->path);
 	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof a) < 0 || listen(lfd, 128) < 0)
-		die("listening on %s: %s", p->path, strerror(errno));
+		bench_die("listening on %s: %s", p->path, strerror(errno));
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	if (ep < 0)
-		die("epoll_create1: %s", strerror(errno));
+		bench_die("epoll_create1: %s", strerror(errno));
 	ev[0] = (struct epoll_event){ .events = EPOLLIN, .data.fd = lfd };
 	if (epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev[0]) < 0)
-		die("epoll_ctl: %s", strerror(errno));
+		bench_die("epoll_ctl: %s", strerror(errno));
 	printf("echo_server ready path=%s\n", p->path);
 	fflush(stdout);
 	for (;;) {
 		int n = epoll_wait(ep, ev, 64, -1);
 
 		if (n < 0 && errno != EINTR)
-			die("epoll_wait: %s", strerror(errno));
+			bench_die("epoll_wait: %s", strerror(errno));
 		for (int i = 0; i < n; i++) {
 			int fd = ev[i].data.fd;
 			ssize_t r;
@@ -375,23 +355,23 @@ static void echo_client(int id, const struct params *p)
 	char *msg = malloc(size), *back = malloc(size);
 
 	if (!msg || !back)
-		die("out of memory");
+		bench_die("out of memory");
 	memset(msg, 'a' + id % 26, size);
 	client_ready();
 	do {
 		size_t got = 0;
 
 		if (write(fd, msg, size) != (ssize_t)size)
-			die("echo write: %s", strerror(errno));
+			bench_die("echo write: %s", strerror(errno));
 		while (got < size) {
 			ssize_t r = read(fd, back + got, size - got);
 
 			if (r <= 0)
-				die("echo read: %s", r ? strerror(errno) : "end of file");
+				bench_die("echo read: %s", r ? strerror(errno) : "end of file");
 			got += (size_t)r;
 		}
 		if (back[0] != msg[0])
-			die("echo: got back something else");
+			bench_die("echo: got back something else");
 	} while (tick(id));
 	close(fd);
 	free(msg);
@@ -408,7 +388,7 @@ static int flock_open(const struct params *p, const char *name)
 	snprintf(path, sizeof path, "%s/%s", need(p->dir, "dir"), name);
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0)
-		die("open %s: %s", path, strerror(errno));
+		bench_die("open %s: %s", path, strerror(errno));
 	return fd;
 }
 
@@ -416,7 +396,7 @@ static void flock_do(int fd, int op)
 {
 	while (flock(fd, op) < 0)
 		if (errno != EINTR)
-			die("flock: %s", strerror(errno));
+			bench_die("flock: %s", strerror(errno));
 }
 
 static void flock_pair_client(int id, const struct params *p)
@@ -442,12 +422,14 @@ static void redis_check(redisContext *rc, redisReply *r, const char *what,
 			const char *status, long long n)
 {
 	if (!r)
-		die("redis %s: %s", what, rc->errstr);
+		bench_die("redis %s: %s", what, rc->errstr);
 	if (status ? r->type != REDIS_REPLY_STATUS || strcmp(r->str, status)
 		   : r->type != REDIS_REPLY_INTEGER || r->integer != n)
-		die("redis %s: unexpected reply (type %d%s%s)", what, r->type,
-		    r->type == REDIS_REPLY_ERROR || r->type == REDIS_REPLY_STATUS ? ": " : "",
-		    r->type == REDIS_REPLY_ERROR || r->type == REDIS_REPLY_STATUS ? r->str : "");
+		bench_die("redis %s: unexpected reply (type %d%s%s)", what, r->type,
+			  r->type == REDIS_REPLY_ERROR || r->type == REDIS_REPLY_STATUS ?
+			  ": " : "",
+			  r->type == REDIS_REPLY_ERROR || r->type == REDIS_REPLY_STATUS ?
+			  r->str : "");
 	freeReplyObject(r);
 }
 
@@ -463,7 +445,8 @@ static void redis_pair_client(int id, const struct params *p)
 	size_t setl[6], dell[2];
 
 	if (!rc || rc->err)
-		die("connecting to redis at %s: %s", p->path, rc ? rc->errstr : "out of memory");
+		bench_die("connecting to redis at %s: %s", p->path,
+			  rc ? rc->errstr : "out of memory");
 	snprintf(key, sizeof key, "lock_bench:%d:%d", (int)getppid(), id);
 	snprintf(val, sizeof val, "%d-%d", (int)getpid(), id);
 	for (int i = 0; i < 6; i++)
@@ -482,26 +465,9 @@ static void redis_pair_client(int id, const struct params *p)
 
 /* ---- gorod ---------------------------------------------------------------------- */
 
-static goro_client *gorod_connect(const struct params *p)
-{
-	goro_client *c;
-	int err = goro_connect(need(p->path, "path"), &c);
-
-	if (err < 0)
-		die("connecting to gorod at %s: %s", p->path, goro_strerror(err));
-	return c;
-}
-
-static void gorod_check(goro_client *c, int err, const char *what)
-{
-	if (err < 0)
-		die("%s: %s (%s): %s", what, goro_err_name(err), goro_strerror(err),
-		    goro_last_error(c));
-}
-
 static void gorod_pair(int id, const struct params *p, unsigned unlock_flags)
 {
-	goro_client *c = gorod_connect(p);
+	goro_client *c = bench_connect(need(p->path, "path"));
 	char name[64];
 
 	snprintf(name, sizeof name, "lock_bench.%d.%d", (int)getppid(), id);
@@ -509,10 +475,10 @@ static void gorod_pair(int id, const struct params *p, unsigned unlock_flags)
 	do {
 		struct goro_grant g;
 
-		gorod_check(c, goro_mutex_lock(c, name, GORO_WRITE, -1, 0, &g), "mutex_lock");
-		gorod_check(c, goro_mutex_unlock(c, name, g.token, unlock_flags), "mutex_unlock");
+		bench_check(c, goro_mutex_lock(c, name, GORO_WRITE, -1, 0, &g), "mutex_lock");
+		bench_check(c, goro_mutex_unlock(c, name, g.token, unlock_flags), "mutex_unlock");
 	} while (tick(id));
-	gorod_check(c, goro_sync(c), "a deferred mutex_unlock");
+	bench_check(c, goro_sync(c), "a deferred mutex_unlock");
 	goro_close(c);
 }
 
@@ -557,7 +523,7 @@ static void handoff_loop(int id, struct lock_ops *o, void *l, bool yield)
 		/* The benchmark checks the lock it measures: */
 		if (sh->holder != -1) {
 			__atomic_store_n(&sh->stop, 1, __ATOMIC_RELEASE);
-			die("handoff: granted while client %d holds the lock", sh->holder);
+			bench_die("handoff: granted while client %d holds the lock", sh->holder);
 		}
 		sh->holder = id;
 		if (__atomic_load_n(&sh->stop, __ATOMIC_ACQUIRE)) {
@@ -565,7 +531,7 @@ static void handoff_loop(int id, struct lock_ops *o, void *l, bool yield)
 			o->unlock(l);
 			return;
 		}
-		t = now_ns();
+		t = bench_now_ns();
 		mine = sh->turn % 2 == (uint64_t)id;
 		if (mine) {
 			sh->turn++;
@@ -578,7 +544,7 @@ static void handoff_loop(int id, struct lock_ops *o, void *l, bool yield)
 				sh->c[id].spins++;
 			if (t > give_up) {
 				__atomic_store_n(&sh->stop, 1, __ATOMIC_RELEASE);
-				die("handoff: the other client stopped taking its turns");
+				bench_die("handoff: the other client stopped taking its turns");
 			}
 		}
 		sh->holder = -1;
@@ -621,7 +587,7 @@ static void gorod_lock(void *l)
 	struct gorod_lock *g = l;
 	struct goro_grant gr;
 
-	gorod_check(g->c, goro_mutex_lock(g->c, g->name, GORO_WRITE, -1, 0, &gr), "mutex_lock");
+	bench_check(g->c, goro_mutex_lock(g->c, g->name, GORO_WRITE, -1, 0, &gr), "mutex_lock");
 	g->token = gr.token;
 }
 
@@ -629,19 +595,20 @@ static void gorod_unlock(void *l)
 {
 	struct gorod_lock *g = l;
 
-	gorod_check(g->c, goro_mutex_unlock(g->c, g->name, g->token, g->unlock_flags),
+	bench_check(g->c, goro_mutex_unlock(g->c, g->name, g->token, g->unlock_flags),
 		    "mutex_unlock");
 }
 
 static void gorod_handoff(int id, const struct params *p, unsigned unlock_flags)
 {
-	struct gorod_lock g = { .c = gorod_connect(p), .unlock_flags = unlock_flags };
+	struct gorod_lock g = { .c = bench_connect(need(p->path, "path")),
+				.unlock_flags = unlock_flags };
 	struct lock_ops o = { gorod_lock, gorod_unlock };
 
 	snprintf(g.name, sizeof g.name, "lock_bench.%d.handoff", (int)getppid());
 	client_ready();
 	handoff_loop(id, &o, &g, p->yield);
-	gorod_check(g.c, goro_sync(g.c), "a deferred mutex_unlock");
+	bench_check(g.c, goro_sync(g.c), "a deferred mutex_unlock");
 	goro_close(g.c);
 }
 

@@ -60,10 +60,8 @@
  * did not exit 0, the timeout: stderr says which); 2 on bad usage. */
 #include <errno.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -73,9 +71,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "goro/goro.h"
 
 extern char **environ;
+
+const char bench_name[] = "task_bench";
 
 /* ---- arguments ------------------------------------------------------------- */
 
@@ -87,19 +88,6 @@ struct params {
 	long env; /* goro_spawn: send our environment and working directory */
 	double timeout;
 };
-
-__attribute__((format(printf, 1, 2), noreturn))
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("task_bench: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
-}
 
 static void usage(void)
 {
@@ -171,17 +159,9 @@ static const char *need_path(const struct params *p)
 	return p->path;
 }
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static double secs_since(int64_t t0)
 {
-	return (double)(now_ns() - t0) / 1e9;
+	return (double)(bench_now_ns() - t0) / 1e9;
 }
 
 /* ---- the floor: a posix_spawn loop ------------------------------------------ */
@@ -191,7 +171,7 @@ static double secs_since(int64_t t0)
 static void spawn_loop(const struct params *p)
 {
 	long started = 0, ended = 0;
-	int64_t t0 = now_ns(), deadline = t0 + (int64_t)(p->timeout * 1e9);
+	int64_t t0 = bench_now_ns(), deadline = t0 + (int64_t)(p->timeout * 1e9);
 	double secs;
 
 	while (ended < p->n) {
@@ -206,20 +186,21 @@ static void spawn_loop(const struct params *p)
 			snprintf(arg, sizeof arg, "%ld", started);
 			err = posix_spawn(&pid, p->cmd, NULL, NULL, argv, environ);
 			if (err)
-				die("posix_spawn %s: %s", p->cmd, strerror(err));
+				bench_die("posix_spawn %s: %s", p->cmd, strerror(err));
 			started++;
 		}
 		pid = waitpid(-1, &st, 0);
 		if (pid < 0) {
 			if (errno == EINTR)
 				continue;
-			die("waitpid: %s", strerror(errno));
+			bench_die("waitpid: %s", strerror(errno));
 		}
 		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-			die("%s (pid %d) ended with status 0x%x", p->cmd, (int)pid, st);
+			bench_die("%s (pid %d) ended with status 0x%x", p->cmd, (int)pid, st);
 		ended++;
-		if (now_ns() > deadline)
-			die("timed out after %g s with %ld of %ld ended", p->timeout, ended, p->n);
+		if (bench_now_ns() > deadline)
+			bench_die("timed out after %g s with %ld of %ld ended", p->timeout, ended,
+				  p->n);
 	}
 	secs = secs_since(t0);
 	printf("spawn_loop n=%ld par=%ld secs=%.4f jobs_per_s=%.0f\n", p->n, p->par, secs,
@@ -228,89 +209,43 @@ static void spawn_loop(const struct params *p)
 
 /* ---- gorod: pipelined requests ---------------------------------------------- */
 
-static goro_client *gorod_connect(const struct params *p)
-{
-	goro_client *c;
-	int err = goro_connect(need_path(p), &c);
-
-	if (err < 0)
-		die("connecting to gorod at %s: %s", p->path, goro_strerror(err));
-	return c;
-}
-
-static void gorod_check(goro_client *c, int err, const char *what)
-{
-	if (err < 0)
-		die("%s: %s (%s): %s", what, goro_err_name(err), goro_strerror(err),
-		    goro_last_error(c));
-}
-
-/* The requests of one batch sent with goro_send_*(): how many were sent and
- * answered, and the ids that spawn replies gave (ids[i] for request i). */
-struct batch {
-	const char *what;
-	long sent, answered;
-	uint64_t *ids; /* NULL: not kept; else owned by the caller */
-};
-
+/* What a reply's callback gets: request i of batch b. */
 struct req {
-	struct batch *b;
+	struct bench_batch *b;
 	long i;
 };
 
+/* Counts a reply; a spawn's id goes to b->ids[i] for request i. */
 static void on_reply(void *arg, int err, const struct goro_reply *r)
 {
 	struct req *q = arg;
 
 	if (err < 0)
-		die("%s %ld: %s (%s): %s", q->b->what, q->i, goro_err_name(err),
-		    goro_strerror(err), r && r->message ? r->message : "");
+		bench_die("%s %ld: %s (%s): %s", q->b->what, q->i, goro_err_name(err),
+			  goro_strerror(err), r && r->message ? r->message : "");
 	if (q->b->ids)
 		q->b->ids[q->i] = r->id;
 	q->b->answered++;
 }
 
-/* Writes what is queued and reads replies until answered reaches want, or
- * dies at the deadline. Blocks in poll(). */
-static void pump(goro_client *c, struct batch *b, long want, int64_t deadline)
-{
-	while (b->answered < want) {
-		int64_t left = deadline - now_ns();
-		struct pollfd pfd = { .fd = goro_fd(c), .events = POLLIN };
-		int err = goro_flush(c);
-
-		if (err < 0 && err != -EAGAIN)
-			gorod_check(c, err, "writing requests");
-		if (goro_want_write(c))
-			pfd.events |= POLLOUT;
-		if (left <= 0)
-			die("timed out: %s, %ld of %ld replies", b->what, b->answered, want);
-		if (poll(&pfd, 1, (int)(left / 1000000) + 1) < 0 && errno != EINTR)
-			die("poll: %s", strerror(errno));
-		err = goro_process(c);
-		if (err < 0)
-			gorod_check(c, err, "reading replies");
-	}
-}
-
 /* Sends n requests, one send(c, i, q) each, keeping at most window without
  * a reply, and reads every reply. q is what the callback gets. */
-static void send_all(goro_client *c, struct batch *b, long n, long window,
+static void send_all(goro_client *c, struct bench_batch *b, long n, long window,
 		     int (*send)(goro_client *c, long i, struct req *q, void *ctx),
 		     void *ctx, int64_t deadline)
 {
 	struct req *qs = calloc((size_t)n, sizeof *qs);
 
 	if (!qs)
-		die("out of memory");
+		bench_die("out of memory");
 	for (long i = 0; i < n; i++) {
 		if (b->sent - b->answered >= window)
-			pump(c, b, b->sent - window + 1, deadline);
+			bench_pump(c, b, b->sent - window + 1, deadline);
 		qs[i] = (struct req){ b, i };
-		gorod_check(c, send(c, i, &qs[i], ctx), b->what);
+		bench_check(c, send(c, i, &qs[i], ctx), b->what);
 		b->sent++;
 	}
-	pump(c, b, b->sent, deadline);
+	bench_pump(c, b, b->sent, deadline);
 	free(qs);
 }
 
@@ -337,9 +272,9 @@ static int send_exec(goro_client *c, long i, struct req *q, void *arg)
 
 static void goro_spawn_run(const struct params *p)
 {
-	goro_client *c = gorod_connect(p);
+	goro_client *c = bench_connect(need_path(p));
 	struct spawn_ctx x = { .p = p };
-	struct batch b = { .what = "spawn" };
+	struct bench_batch b = { .what = "spawn" };
 	struct goro_wg_status st;
 	int64_t t0, deadline;
 	double spawn_secs, secs;
@@ -348,18 +283,18 @@ static void goro_spawn_run(const struct params *p)
 	if (p->env) {
 		x.env = (const char *const *)environ;
 		if (!getcwd(x.cwd, sizeof x.cwd))
-			die("getcwd: %s", strerror(errno));
+			bench_die("getcwd: %s", strerror(errno));
 	}
-	gorod_check(c, goro_hello(c, "task_bench", NULL), "hello");
-	t0 = now_ns();
+	bench_check(c, goro_hello(c, "task_bench", NULL), "hello");
+	t0 = bench_now_ns();
 	deadline = t0 + (int64_t)(p->timeout * 1e9);
 	/* Held open while spawning (Go's wg.Add before the loop), so that the
 	 * counter cannot reach zero between spawns: one round holds all n. */
-	gorod_check(c, goro_wg_add(c, x.name, 1, 0, NULL), "wg.add");
+	bench_check(c, goro_wg_add(c, x.name, 1, 0, NULL), "wg.add");
 	send_all(c, &b, p->n, p->window, send_exec, &x, deadline);
-	gorod_check(c, goro_wg_done(c, x.name, NULL), "wg.done");
+	bench_check(c, goro_wg_done(c, x.name, NULL), "wg.done");
 	spawn_secs = secs_since(t0);
-	gorod_check(c, goro_wg_wait_status(c, x.name, (int)(p->timeout * 1000), &st), "wg.wait");
+	bench_check(c, goro_wg_wait_status(c, x.name, (int)(p->timeout * 1000), &st), "wg.wait");
 	secs = secs_since(t0);
 	if (st.has_failure) {
 		fprintf(stderr, "task_bench: %" PRId64 " of %ld tasks failed; the first: %s "
@@ -370,8 +305,8 @@ static void goro_spawn_run(const struct params *p)
 		exit(1);
 	}
 	if (st.tasks != p->n || st.done != p->n || st.failed != 0)
-		die("the WaitGroup's round says tasks=%" PRId64 " done=%" PRId64 " failed=%"
-		    PRId64 ", not %ld done", st.tasks, st.done, st.failed, p->n);
+		bench_die("the WaitGroup's round says tasks=%" PRId64 " done=%" PRId64 " failed=%"
+			  PRId64 ", not %ld done", st.tasks, st.done, st.failed, p->n);
 	printf("goro_spawn n=%ld par=%ld env=%ld secs=%.4f jobs_per_s=%.0f spawn_secs=%.4f\n",
 	       p->n, p->par, p->env, secs, (double)p->n / secs, spawn_secs);
 	goro_close(c);
@@ -389,7 +324,7 @@ static long long json_int(const char *json, const char *from, const char *key)
 	snprintf(pat, sizeof pat, "\"%s\":", key);
 	at = strstr(from ? from : json, pat);
 	if (!at)
-		die("no %s in gorod's stats: %.200s", key, json);
+		bench_die("no %s in gorod's stats: %.200s", key, json);
 	return strtoll(at + strlen(pat), NULL, 10);
 }
 
@@ -402,10 +337,10 @@ static void get_stats(goro_client *c, struct gorod_stats *s)
 	char *json;
 	const char *g;
 
-	gorod_check(c, goro_stats_json(c, &json), "stats");
+	bench_check(c, goro_stats_json(c, &json), "stats");
 	g = strstr(json, "\"goroutines\":");
 	if (!g)
-		die("no goroutines in gorod's stats: %.200s", json);
+		bench_die("no goroutines in gorod's stats: %.200s", json);
 	s->pid = json_int(json, NULL, "pid");
 	s->waiting = json_int(json, g, "waiting");
 	s->rss = json_int(json, strstr(json, "\"memory\":"), "rss");
@@ -424,13 +359,13 @@ static long long vm_rss(long long pid)
 	snprintf(path, sizeof path, "/proc/%lld/status", pid);
 	f = fopen(path, "r");
 	if (!f)
-		die("%s: %s (gorod must run on this machine)", path, strerror(errno));
+		bench_die("%s: %s (gorod must run on this machine)", path, strerror(errno));
 	while (fgets(line, sizeof line, f))
 		if (sscanf(line, "VmRSS: %lld kB", &kib) == 1)
 			break;
 	fclose(f);
 	if (kib < 0)
-		die("no VmRSS in %s", path);
+		bench_die("no VmRSS in %s", path);
 	return kib * 1024;
 }
 
@@ -443,8 +378,8 @@ static void check_comm(long long pid)
 	snprintf(path, sizeof path, "/proc/%lld/comm", pid);
 	f = fopen(path, "r");
 	if (!f || !fgets(comm, sizeof comm, f) || strncmp(comm, "gorod", 5))
-		die("process %lld (from gorod's stats) is not a gorod here: %s", pid,
-		    f ? comm : strerror(errno));
+		bench_die("process %lld (from gorod's stats) is not a gorod here: %s", pid,
+			  f ? comm : strerror(errno));
 	fclose(f);
 }
 
@@ -472,8 +407,8 @@ static int send_sleep(goro_client *c, long i, struct req *q, void *arg)
 static void on_killed(void *arg, int err, const struct goro_reply *r)
 {
 	if (err == 0 && r->outcome->state != GORO_TASK_KILLED)
-		die("task %" PRIu64 " ended %s, not killed", r->outcome->id,
-		    goro_task_state_name(r->outcome->state));
+		bench_die("task %" PRIu64 " ended %s, not killed", r->outcome->id,
+			  goro_task_state_name(r->outcome->state));
 	on_reply(arg, err, r);
 }
 
@@ -499,27 +434,27 @@ static void wait_parked(goro_client *c, const char *wg, long n, int64_t deadline
 		struct goro_wg_status st;
 		struct timespec ms1 = { 0, 1000000 };
 
-		gorod_check(c, goro_wg_status(c, wg, &st), "wg.status");
+		bench_check(c, goro_wg_status(c, wg, &st), "wg.status");
 		if (st.has_failure)
-			die("a sleeping task failed: %s %s",
-			    goro_task_state_name(st.first_failure.state),
-			    st.first_failure.message);
+			bench_die("a sleeping task failed: %s %s",
+				  goro_task_state_name(st.first_failure.state),
+				  st.first_failure.message);
 		if (st.running == n) {
 			get_stats(c, s);
 			if (s->waiting >= n)
 				return;
 		}
-		if (now_ns() > deadline)
-			die("timed out: %" PRId64 " of %ld tasks running", st.running, n);
+		if (bench_now_ns() > deadline)
+			bench_die("timed out: %" PRId64 " of %ld tasks running", st.running, n);
 		nanosleep(&ms1, NULL);
 	}
 }
 
 static void goro_rss_run(const struct params *p)
 {
-	goro_client *c = gorod_connect(p);
+	goro_client *c = bench_connect(need_path(p));
 	struct rss_ctx x = { .p = p };
-	struct batch spawns = { .what = "spawn" }, kills = { .what = "kill or wait" };
+	struct bench_batch spawns = { .what = "spawn" }, kills = { .what = "kill or wait" };
 	struct gorod_stats s0, s1;
 	long long before, parked, after;
 	int64_t t0, t1, t2, deadline;
@@ -527,21 +462,21 @@ static void goro_rss_run(const struct params *p)
 
 	x.ids = calloc((size_t)p->n, sizeof *x.ids);
 	if (!x.ids)
-		die("out of memory");
+		bench_die("out of memory");
 	spawns.ids = x.ids;
 	snprintf(x.wg, sizeof x.wg, "task_bench.%d", (int)getpid());
 	snprintf(x.ms, sizeof x.ms, "%ld", p->ms);
-	gorod_check(c, goro_hello(c, "task_bench", NULL), "hello");
+	bench_check(c, goro_hello(c, "task_bench", NULL), "hello");
 	get_stats(c, &s0);
 	check_comm(s0.pid);
 	before = vm_rss(s0.pid);
 
-	t0 = now_ns();
+	t0 = bench_now_ns();
 	deadline = t0 + (int64_t)(p->timeout * 1e9);
 	send_all(c, &spawns, p->n, p->window, send_sleep, &x, deadline);
-	t1 = now_ns();
+	t1 = bench_now_ns();
 	wait_parked(c, x.wg, p->n, deadline, &s1);
-	t2 = now_ns();
+	t2 = bench_now_ns();
 	parked = vm_rss(s0.pid);
 
 	/* gorod lets a connection have 1024 requests waiting (the waits). */

@@ -1002,11 +1002,15 @@ GORO_EXPORT int goro_resume(goro_client *c, uint64_t id)
 	return client_call_wait(c, PROTO_M_resume, &a, &r);
 }
 
-GORO_EXPORT int goro_ps_json(goro_client *c, bool all, uint64_t after, char **json)
+/* Sends listing method m (ps or leaks) and waits for it, then moves out of
+ * the reply what the caller asks for: the JSON text to *json, the parsed
+ * entries to *entries and their count to *n (each may be NULL). Returns 0
+ * or a negative errno; nothing is written unless it returns 0. */
+static int call_listing(goro_client *c, enum proto_method m, const struct client_call *a,
+			char **json, void **entries, size_t *n)
 {
-	struct client_call a = { .all = all, .id = after, .timeout_ms = -1 };
 	struct goro_reply r;
-	int err = client_call_wait(c, PROTO_M_ps, &a, &r);
+	int err = client_call_wait(c, m, a, &r);
 
 	if (err < 0)
 		return err;
@@ -1014,61 +1018,45 @@ GORO_EXPORT int goro_ps_json(goro_client *c, bool all, uint64_t after, char **js
 		*json = (char *)r.json;
 		r.json = NULL; /* moved to *json */
 	}
+	/* client_parse_ps() fills tasks, client_parse_leaks() leaks */
+	if (entries) {
+		*entries = m == PROTO_M_ps ? (void *)r.tasks : (void *)r.leaks;
+		r.tasks = NULL; /* moved to *entries */
+		r.leaks = NULL;
+	}
+	if (n)
+		*n = m == PROTO_M_ps ? r.ntasks : r.nleaks;
 	client_reply_free(&r);
 	return 0;
+}
+
+GORO_EXPORT int goro_ps_json(goro_client *c, bool all, uint64_t after, char **json)
+{
+	struct client_call a = { .all = all, .id = after, .timeout_ms = -1 };
+
+	return call_listing(c, PROTO_M_ps, &a, json, NULL, NULL);
 }
 
 GORO_EXPORT int goro_ps(goro_client *c, bool all, uint64_t after,
 		    struct goro_task_info **tasks, size_t *n)
 {
 	struct client_call a = { .all = all, .id = after, .timeout_ms = -1 };
-	struct goro_reply r;
-	int err = client_call_wait(c, PROTO_M_ps, &a, &r);
 
-	if (err < 0)
-		return err;
-	if (tasks) {
-		*tasks = (struct goro_task_info *)r.tasks;
-		r.tasks = NULL; /* moved to *tasks */
-	}
-	if (n)
-		*n = r.ntasks;
-	client_reply_free(&r);
-	return 0;
+	return call_listing(c, PROTO_M_ps, &a, NULL, (void **)tasks, n);
 }
 
 GORO_EXPORT int goro_leaks_json(goro_client *c, char **json)
 {
 	struct client_call a = { .timeout_ms = -1 };
-	struct goro_reply r;
-	int err = client_call_wait(c, PROTO_M_leaks, &a, &r);
 
-	if (err < 0)
-		return err;
-	if (json) {
-		*json = (char *)r.json;
-		r.json = NULL; /* moved to *json */
-	}
-	client_reply_free(&r);
-	return 0;
+	return call_listing(c, PROTO_M_leaks, &a, json, NULL, NULL);
 }
 
 GORO_EXPORT int goro_leaks(goro_client *c, struct goro_leak **leaks, size_t *n)
 {
 	struct client_call a = { .timeout_ms = -1 };
-	struct goro_reply r;
-	int err = client_call_wait(c, PROTO_M_leaks, &a, &r);
 
-	if (err < 0)
-		return err;
-	if (leaks) {
-		*leaks = (struct goro_leak *)r.leaks;
-		r.leaks = NULL; /* moved to *leaks */
-	}
-	if (n)
-		*n = r.nleaks;
-	client_reply_free(&r);
-	return 0;
+	return call_listing(c, PROTO_M_leaks, &a, NULL, (void **)leaks, n);
 }
 
 /* Whether stream is one of enum goro_stream. */

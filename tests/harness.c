@@ -713,6 +713,26 @@ int harness_wait_stat(goro_client *c, const char *key, long long want, int timeo
 	return -ETIMEDOUT;
 }
 
+int harness_wait_waiters(goro_client *c, const char *name, int want, int timeout_ms)
+{
+	int64_t deadline = harness_now_ms() + timeout_ms;
+	struct goro_wg_status st = { 0 };
+	int r;
+
+	while (harness_now_ms() < deadline) {
+		r = goro_wg_status(c, name, &st);
+		if (r < 0)
+			return r;
+		if (st.has_failure)
+			goro_outcome_clear(&st.first_failure);
+		if (st.waiters == want)
+			return 0;
+		usleep(2000);
+	}
+	diag("%s: %lld waiters, not %d", name, (long long)st.waiters, want);
+	return -ETIMEDOUT;
+}
+
 bool harness_wanted(const char *name, int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++)
@@ -774,6 +794,18 @@ int harness_ps_entry(goro_client *c, uint64_t id, char *buf, size_t size)
 		diag("harness: task %llu is not in ps: %.2000s", (unsigned long long)id, json);
 	free(json);
 	return r;
+}
+
+bool harness_ps_has(goro_client *c, uint64_t id, const char *a, const char *b)
+{
+	char entry[4096];
+
+	if (harness_ps_entry(c, id, entry, sizeof entry) < 0)
+		return false;
+	if (strstr(entry, a) && (!b || strstr(entry, b)))
+		return true;
+	diag("ps: %s", entry);
+	return false;
 }
 
 void harness_check_nothing_left(goro_client *c, long long goroutines, int timeout_ms)
@@ -914,22 +946,69 @@ out:
 	return r;
 }
 
+/* argv (64 entries) for $GOROCTL --socket sock, then verb unless it is
+ * NULL, then the words of ap up to its NULL (at most 63 entries in all),
+ * NULL-terminated. Returns false when $GOROCTL is not set. */
+static bool ctl_argv(const char **argv, const char *sock, const char *verb, va_list ap)
+{
+	const char *a;
+	int n = 3;
+
+	argv[0] = getenv("GOROCTL");
+	argv[1] = "--socket";
+	argv[2] = sock;
+	if (!argv[0] || !*argv[0])
+		return false;
+	if (verb)
+		argv[n++] = verb;
+	while ((a = va_arg(ap, const char *)) && n < 63)
+		argv[n++] = a;
+	argv[n] = NULL;
+	return true;
+}
+
 int harness_ctl(const char *sock, const void *in, size_t inlen, char *out, size_t size,
 		char *err, size_t esize, int timeout_ms, ...)
 {
-	const char *argv[64] = { getenv("GOROCTL"), "--socket", sock };
-	const char *a;
+	const char *argv[64];
 	va_list ap;
-	int n = 3;
+	bool found;
 
-	if (!argv[0] || !*argv[0])
-		return -ENOENT;
 	va_start(ap, timeout_ms);
-	while ((a = va_arg(ap, const char *)) && n < 63)
-		argv[n++] = a;
+	found = ctl_argv(argv, sock, NULL, ap);
 	va_end(ap);
-	argv[n] = NULL;
+	if (!found)
+		return -ENOENT;
 	return harness_run(argv, in, inlen, out, size, err, esize, timeout_ms);
+}
+
+uint64_t harness_spawned_id(const char *out)
+{
+	char *end;
+	unsigned long long v = strtoull(out, &end, 10);
+
+	return end != out && (*end == '\n' || *end == '\0') ? v : 0;
+}
+
+uint64_t harness_ctl_spawn(const char *sock, char *err, size_t esize, int timeout_ms, ...)
+{
+	const char *argv[64];
+	char out[256] = "";
+	uint64_t id = 0;
+	va_list ap;
+	bool found;
+	int r = -ENOENT;
+
+	va_start(ap, timeout_ms);
+	found = ctl_argv(argv, sock, "spawn", ap);
+	va_end(ap);
+	if (found)
+		r = harness_run(argv, NULL, 0, out, sizeof out, err, esize, timeout_ms);
+	if (r == 0)
+		id = harness_spawned_id(out);
+	if (!id)
+		diag("goroctl spawn: exit %d, out '%s', err '%s'", r, out, err ? err : "");
+	return id;
 }
 
 /* ---- reading JSON text ------------------------------------------------------------- */

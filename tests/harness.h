@@ -15,11 +15,12 @@
  *
  * Besides, small helpers every end-to-end test needs: waiting for a child
  * process or a byte on a pipe with a deadline, reading a number out of
- * gorod's stats, and polling the stats until gorod reaches a state that it
- * has no event for (a session it has noticed ended); for the task tests,
- * running goroctl with its output captured, a task's whole output, its ps
- * entry, the checks that end each test. Every wait here has a timeout;
- * none is a sleep standing in for an event.
+ * gorod's stats, and polling the stats or a WaitGroup's status until gorod
+ * reaches a state that it has no event for (a session it has noticed
+ * ended, a wg.wait that has reached it); for the task tests, running
+ * goroctl with its output captured (and a spawn's id), a task's whole
+ * output, its ps entry, the checks that end each test. Every wait here has
+ * a timeout; none is a sleep standing in for an event.
  *
  * The harness prints through tap.h's diag(), so only the test's main
  * process may call it (not its forked children). */
@@ -158,6 +159,13 @@ int harness_stat(goro_client *c, const char *key, long long *v);
  * 0, or -ETIMEDOUT (having said with diag what the value was). */
 int harness_wait_stat(goro_client *c, const char *key, long long want, int timeout_ms);
 
+/* Asks c for the WaitGroup name's status until it has want waiters, for at
+ * most timeout_ms, a pause of 2 ms between asks: nothing tells a test that
+ * a wg.wait (a goroctl's, a task's) has reached gorod. Returns 0,
+ * -ETIMEDOUT (having said with diag how many there were), or wg.status's
+ * error. */
+int harness_wait_waiters(goro_client *c, const char *name, int want, int timeout_ms);
+
 /* Whether the part of a test program called name should run: it is one
  * of argv[1..argc), or no part is named (`test_tasks wg sem` runs those
  * two parts only, for debugging). */
@@ -194,6 +202,10 @@ ssize_t harness_logs(goro_client *c, uint64_t id, enum goro_stream stream, char 
  * diag). */
 int harness_ps_entry(goro_client *c, uint64_t id, char *buf, size_t size);
 
+/* Whether task id's ps entry (as harness_ps_entry) has the JSON fragment a
+ * and, unless it is NULL, b. When it has not, the entry is said with diag. */
+bool harness_ps_has(goro_client *c, uint64_t id, const char *a, const char *b);
+
 /* The end of a task test, as TAP assertions over c, the only session
  * left: no task queued or running (ps, stats tasks.live), the other
  * sessions gone, gorod's goroutines back to `goroutines` (stats
@@ -218,6 +230,15 @@ int harness_run(const char *const *argv, const void *in, size_t inlen, char *out
  * harness_run() does. -ENOENT when $GOROCTL is not set. */
 int harness_ctl(const char *sock, const void *in, size_t inlen, char *out, size_t size,
 		char *err, size_t esize, int timeout_ms, ...);
+
+/* The task id goroctl spawn printed in out (one line), or 0. */
+uint64_t harness_spawned_id(const char *out);
+
+/* Runs $GOROCTL --socket sock spawn ARGS.. (NULL-terminated) as
+ * harness_ctl() does, its stdout read here and its stderr into
+ * err[0..esize). Returns the id it printed, or 0 having said why with
+ * diag (its exit status, stdout and stderr). */
+uint64_t harness_ctl_spawn(const char *sock, char *err, size_t esize, int timeout_ms, ...);
 
 /* ---- reading JSON text ----------------------------------------------------- */
 

@@ -73,25 +73,10 @@ static char ctl_err[4096];
 	harness_ctl(h.sock, NULL, 0, out, sizeof(out), ctl_err, sizeof ctl_err, \
 		    WAIT_MS, __VA_ARGS__, (const char *)NULL)
 
-/* The id goroctl spawn printed (one line), or 0. */
-static uint64_t id_of(const char *out)
-{
-	char *end;
-	unsigned long long v = strtoull(out, &end, 10);
-
-	return end != out && (*end == '\n' || *end == '\0') ? v : 0;
-}
-
 /* goroctl spawn ARGS..: the id it printed, or 0 having said why. */
-#define CTL_SPAWN(...)                                                         \
-	({                                                                     \
-		char out_[256];                                                \
-		int r_ = CTL(out_, "spawn", __VA_ARGS__);                     \
-		uint64_t id_ = r_ == 0 ? id_of(out_) : 0;                      \
-		if (!id_)                                                      \
-			diag("goroctl spawn: exit %d, out '%s', err '%s'", r_, out_, ctl_err); \
-		id_;                                                           \
-	})
+#define CTL_SPAWN(...)                                                          \
+	harness_ctl_spawn(h.sock, ctl_err, sizeof ctl_err, WAIT_MS, __VA_ARGS__, \
+			  (const char *)NULL)
 
 /* ---- findings ------------------------------------------------------------------ */
 
@@ -311,39 +296,6 @@ static bool stats_agree(const char *what)
 
 /* ---- helpers --------------------------------------------------------------------- */
 
-/* Polls wg.status until name has want waiters: nothing tells the test
- * that a wg.wait has reached gorod. */
-static bool wg_waiters_become(const char *name, int want)
-{
-	int64_t deadline = harness_now_ms() + WAIT_MS;
-	struct goro_wg_status st = { 0 };
-
-	while (harness_now_ms() < deadline) {
-		if (goro_wg_status(c, name, &st) < 0)
-			return false;
-		if (st.has_failure)
-			goro_outcome_clear(&st.first_failure);
-		if (st.waiters == want)
-			return true;
-		usleep(2000);
-	}
-	diag("%s: %lld waiters, not %d", name, (long long)st.waiters, want);
-	return false;
-}
-
-/* Whether task id's ps entry (ps --all) has each of the JSON fragments. */
-static bool ps_has(uint64_t id, const char *a, const char *b)
-{
-	char entry[4096];
-
-	if (harness_ps_entry(c, id, entry, sizeof entry) < 0)
-		return false;
-	if (strstr(entry, a) && (!b || strstr(entry, b)))
-		return true;
-	diag("ps: %s", entry);
-	return false;
-}
-
 /* Polls ps until task id's entry has fragments a and b (may be NULL). */
 static bool ps_becomes(uint64_t id, const char *a, const char *b)
 {
@@ -442,7 +394,8 @@ static void test_own(void)
 	id = CTL_SPAWN("--wg", g, "--", goroctl, "wg", "wait", g);
 	ok(id > 0, "own: spawn --wg %s -- goroctl wg wait %s", g, g);
 	w.task = id;
-	ok(wg_waiters_become(g, 1), "own: the task's goroctl waits on %s in gorod", g);
+	ok(harness_wait_waiters(c, g, 1, WAIT_MS) == 0,
+	   "own: the task's goroctl waits on %s in gorod", g);
 	ms = wait_leak(c, &w, FIND_MS, &fid);
 	ok(ms >= 0, "own: a definite finding about task %" PRIu64 " that says it waits on %s "
 	   "and never ends", id, g);
@@ -483,7 +436,8 @@ static void test_cycle(void)
 	harness_stat(c, "primitives.waiters", &waiters0);
 	is(goro_wg_add(c, g, 1, 0, NULL), 0, "cycle: the test holds a count of %s for now", g);
 	a = CTL_SPAWN("--name", "cycA", "--lock", l, "--", goroctl, "wg", "wait", g);
-	ok(a > 0 && wg_waiters_become(g, 1), "cycle: A holds lock %s and waits on %s", l, g);
+	ok(a > 0 && harness_wait_waiters(c, g, 1, WAIT_MS) == 0,
+	   "cycle: A holds lock %s and waits on %s", l, g);
 	b = CTL_SPAWN("--name", "cycB", "--sem", s, "--", goroctl, "lock", l, "--", "true");
 	ok(b > 0 && harness_wait_stat(c, "primitives.waiters", waiters0 + 2, WAIT_MS) == 0,
 	   "cycle: B holds semaphore %s and waits for lock %s", s, l);
@@ -538,7 +492,7 @@ static void test_dead(void)
 	goro_close(c2);
 	is(harness_wait_stat(c, "sessions_count", 1, WAIT_MS), 0, "dead: and ends");
 	id = CTL_SPAWN("--", goroctl, "wg", "wait", g);
-	ok(id > 0 && wg_waiters_become(g, 1), "dead: a task waits on %s", g);
+	ok(id > 0 && harness_wait_waiters(c, g, 1, WAIT_MS) == 0, "dead: a task waits on %s", g);
 	w.task = id;
 	ms = wait_leak(c, &w, FIND_MS, &fid);
 	ok(ms >= 0, "dead: it is definite: only a dead session held the count");
@@ -579,7 +533,7 @@ static void test_onleak(void)
 	is_str(goro_task_state_name(o.state), "leaked", "onleak: named leaked");
 	is(goro_outcome_status(&o), 125, "onleak: goro_outcome_status: 125");
 	goro_outcome_clear(&o);
-	ok(ps_has(id, "\"state\":\"leaked\"", NULL), "onleak: ps --all shows it leaked");
+	ok(harness_ps_has(c, id, "\"state\":\"leaked\"", NULL), "onleak: ps --all shows it leaked");
 
 	is(goro_spawn(c, &sp, &id2), 0, "onleak: goro_spawn with on_leak_kill");
 	is(end_state(id2, &o), GORO_TASK_LEAKED, "onleak: that one ends leaked too");
@@ -812,7 +766,8 @@ static void test_nofalse(void)
 			bail_out("wg.wait %ld: %s", i, goro_last_error(wc[i % NCONN]));
 	for (int i = 0; i < NCONN; i++)
 		goro_flush(wc[i]);
-	ok(wg_waiters_become(g, (int)nw), "nofalse: %ld goroutines wait on %s", nw, g);
+	ok(harness_wait_waiters(c, g, (int)nw, WAIT_MS) == 0, "nofalse: %ld goroutines wait on %s",
+	   nw, g);
 
 	holder = start_holder(m);
 	for (long i = 0; i < nl; i++) {

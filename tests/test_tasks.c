@@ -59,32 +59,18 @@ static int nids;
 
 /* ---- helpers ------------------------------------------------------------------- */
 
-static void saw_id(uint64_t id)
+/* Notes id (0: none) in ids_seen; returns it. */
+static uint64_t saw_id(uint64_t id)
 {
 	if (id && nids < (int)(sizeof ids_seen / sizeof ids_seen[0]))
 		ids_seen[nids++] = id;
+	return id;
 }
 
-/* The id goroctl spawn printed (one line), or 0. */
-static uint64_t id_of(const char *out)
-{
-	char *end;
-	unsigned long long v = strtoull(out, &end, 10);
-
-	return end != out && (*end == '\n' || *end == '\0') ? v : 0;
-}
-
-/* goroctl spawn ARGS..: the id it printed, or 0 having said why. */
-#define CTL_SPAWN(...)                                                         \
-	({                                                                     \
-		char out_[256];                                                \
-		int r_ = CTL(out_, "spawn", __VA_ARGS__);                     \
-		uint64_t id_ = r_ == 0 ? id_of(out_) : 0;                      \
-		if (!id_)                                                      \
-			diag("goroctl spawn: exit %d, out '%s', err '%s'", r_, out_, ctl_err); \
-		saw_id(id_);                                                   \
-		id_;                                                           \
-	})
+/* goroctl spawn ARGS..: the id it printed (noted), or 0 having said why. */
+#define CTL_SPAWN(...)                                                                  \
+	saw_id(harness_ctl_spawn(h.sock, ctl_err, sizeof ctl_err, WAIT_MS, __VA_ARGS__, \
+				 (const char *)NULL))
 
 /* goroctl spawn --lines OPTS.. with lines on stdin; the ids go to ids[0..n).
  * Returns how many it printed. */
@@ -213,19 +199,6 @@ static int count_lines(const char *text)
 	return n;
 }
 
-/* Whether task id's ps entry (ps --all) has each of the JSON fragments. */
-static bool ps_has(uint64_t id, const char *a, const char *b)
-{
-	char entry[4096];
-
-	if (harness_ps_entry(c, id, entry, sizeof entry) < 0)
-		return false;
-	if (strstr(entry, a) && (!b || strstr(entry, b)))
-		return true;
-	diag("ps: %s", entry);
-	return false;
-}
-
 static uint32_t xorshift(uint32_t *s)
 {
 	*s ^= *s << 13;
@@ -316,26 +289,6 @@ static bool has_numbers(const char *text, int n)
 	return lines == n;
 }
 
-/* Polls wg.status until name has want waiters: nothing tells the test
- * that a goroctl's wg.wait has reached gorod. */
-static bool wg_waiters_become(const char *name, int want)
-{
-	int64_t deadline = harness_now_ms() + WAIT_MS;
-	struct goro_wg_status st = { 0 };
-
-	while (harness_now_ms() < deadline) {
-		if (goro_wg_status(c, name, &st) < 0)
-			return false;
-		if (st.has_failure)
-			goro_outcome_clear(&st.first_failure);
-		if (st.waiters == want)
-			return true;
-		usleep(2000);
-	}
-	diag("%s: %lld waiters, not %d", name, (long long)st.waiters, want);
-	return false;
-}
-
 static void test_wg(void)
 {
 	enum { N = 50, HELD = 10 };
@@ -367,7 +320,8 @@ static void test_wg(void)
 	ok(increasing, "wg: the ids increase in input order");
 	waiter = ctl_start(NULL, "wait", "--wg", "wg50", (const char *)NULL);
 	is(wait_all(ids, N - HELD), 0, "wg: the %d free tasks exit 0", N - HELD);
-	ok(wg_waiters_become("wg50", 1), "wg: goroctl wait --wg waits in gorod");
+	ok(harness_wait_waiters(c, "wg50", 1, WAIT_MS) == 0,
+	   "wg: goroctl wait --wg waits in gorod");
 	is(harness_wait_pid(waiter, 0, &status), -ETIMEDOUT,
 	   "wg: wait --wg has not returned while %d are held back", HELD);
 	is(count_lines(read_file(file, text, sizeof text)), N - HELD, "wg: %d lines so far",
@@ -462,8 +416,9 @@ static void test_after(void)
 	b = CTL_SPAWN("--after", a_id, "--", "sh", "-c", "echo B >> \"$1\"", "sh", file);
 	snprintf(b_id, sizeof b_id, "%" PRIu64, b);
 	snprintf(text, sizeof text, "\"blocked_on\":\"after %s\"", a_id);
-	ok(ps_has(b, "\"state\":\"queued\"", text), "after: B is queued, blocked on A");
-	ok(ps_has(a, "\"blocked_on\":\"lock after.gate\"", NULL), "after: A waits for the gate");
+	ok(harness_ps_has(c, b, "\"state\":\"queued\"", text), "after: B is queued, blocked on A");
+	ok(harness_ps_has(c, a, "\"blocked_on\":\"lock after.gate\"", NULL),
+	   "after: A waits for the gate");
 	is(goro_mutex_unlock(c, "after.gate", g.token, 0), 0, "after: the test lets go");
 	is(CTL(out, "wait", a_id, b_id), 0, "after: goroctl wait A B: exit 0");
 	is_str(read_file(file, text, sizeof text), "A\nB\n", "after: B ran after A");
@@ -526,7 +481,7 @@ static void test_scope(void)
 	goro_close(c2);
 	wait_ok(s, &o, "scope");
 	is(o.state, GORO_TASK_KILLED, "scope: the session ended: its scoped task was killed");
-	ok(ps_has(d, "\"state\":\"running\"", NULL), "scope: the detached one runs on");
+	ok(harness_ps_has(c, d, "\"state\":\"running\"", NULL), "scope: the detached one runs on");
 	is(goro_kill(c, d, SIGKILL), 0, "scope: kill it");
 	wait_ok(d, &o, "scope");
 
@@ -539,10 +494,10 @@ static void test_scope(void)
 		}
 	}
 	close(fd);
-	g = id_of(line);
+	g = harness_spawned_id(line);
 	ok(g > 0, "scope: goroctl spawn --scope session prints the id (%s)", line);
 	saw_id(g);
-	ok(g && ps_has(g, "\"state\":\"running\"", NULL), "scope: the task runs");
+	ok(g && harness_ps_has(c, g, "\"state\":\"running\"", NULL), "scope: the task runs");
 	ok(harness_wait_pid(pid, 0, NULL) == -ETIMEDOUT, "scope: goroctl waits for it");
 	kill(pid, SIGKILL);
 	harness_wait_pid(pid, WAIT_MS, NULL);
@@ -571,12 +526,13 @@ static void test_ps(void)
 
 	is(CTL(out, "--json", "ps"), 0, "ps: goroctl --json ps");
 	ok(harness_json_object(out, f, want, sizeof want) < 0, "ps: without --all, no finished task");
-	ok(ps_has(q, "\"state\":\"queued\"", "\"blocked_on\":\"lock ps.gate\""),
+	ok(harness_ps_has(c, q, "\"state\":\"queued\"", "\"blocked_on\":\"lock ps.gate\""),
 	   "ps: psq queued, blocked on the lock");
-	ok(ps_has(q, "\"name\":\"psq\"", "\"kind\":\"exec\""), "ps: its name and kind");
-	ok(ps_has(q, "\"argv\":[\"true\"]", NULL), "ps: its argv");
-	ok(ps_has(r, "\"state\":\"running\"", "\"pid\":"), "ps: psr running, with its pid");
-	ok(ps_has(r, "\"uid\":", "\"age_ms\":"), "ps: uid and age");
+	ok(harness_ps_has(c, q, "\"name\":\"psq\"", "\"kind\":\"exec\""), "ps: its name and kind");
+	ok(harness_ps_has(c, q, "\"argv\":[\"true\"]", NULL), "ps: its argv");
+	ok(harness_ps_has(c, r, "\"state\":\"running\"", "\"pid\":"),
+	   "ps: psr running, with its pid");
+	ok(harness_ps_has(c, r, "\"uid\":", "\"age_ms\":"), "ps: uid and age");
 	{
 		char entry[4096];
 
@@ -797,9 +753,9 @@ static void test_owner(void)
 		saw_id(r->own_id);
 		harness_logs(c, r->own_id, GORO_STDOUT, out, sizeof out, NULL, WAIT_MS);
 		is_str(out, "65534\n", "owner: it ran as nobody, not root (root reads its logs)");
-		ok(ps_has(r->own_id, "\"uid\":65534", NULL), "owner: ps says its uid");
+		ok(harness_ps_has(c, r->own_id, "\"uid\":65534", NULL), "owner: ps says its uid");
 	}
-	ok(ps_has(mine, "\"state\":\"running\"", NULL), "owner: root's task still runs");
+	ok(harness_ps_has(c, mine, "\"state\":\"running\"", NULL), "owner: root's task still runs");
 	is(goro_kill(c, mine, SIGKILL), 0, "owner: root kills it");
 	wait_ok(mine, &o, "owner");
 

@@ -102,24 +102,10 @@ static ssize_t logs_of(uint64_t id, enum goro_stream s, char *buf, size_t size, 
 	return harness_logs(c, id, s, buf, size, cut, WAIT_MS);
 }
 
-/* The id goroctl spawn printed, or 0. */
-static uint64_t id_of(const char *out)
-{
-	char *end;
-	unsigned long long v = strtoull(out, &end, 10);
-
-	return end != out && (*end == '\n' || *end == '\0') ? v : 0;
-}
-
 /* goroctl spawn ARGS.. : the id it printed, or 0 having said why. */
-#define CTL_SPAWN(...)                                                         \
-	({                                                                     \
-		char out_[256];                                                \
-		int r_ = CTL(out_, "spawn", __VA_ARGS__);                     \
-		if (r_ != 0 || id_of(out_) == 0)                               \
-			diag("goroctl spawn: exit %d, out '%s', err '%s'", r_, out_, ctl_err); \
-		r_ == 0 ? id_of(out_) : 0;                                     \
-	})
+#define CTL_SPAWN(...)                                                          \
+	harness_ctl_spawn(h.sock, ctl_err, sizeof ctl_err, WAIT_MS, __VA_ARGS__, \
+			  (const char *)NULL)
 
 /* goroctl wait ID: its exit status. */
 static int ctl_wait(uint64_t id, const char *timeout)
