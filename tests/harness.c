@@ -108,6 +108,13 @@ void harness_kill_all(const pid_t *pids, int n)
 	}
 }
 
+void harness_signal_all(const pid_t *pids, int n, int sig)
+{
+	for (int i = 0; i < n; i++)
+		if (pids[i] > 0)
+			kill(pids[i], sig);
+}
+
 int harness_reap_all(pid_t *pids, int n, int timeout_ms, const char *what)
 {
 	int64_t deadline = harness_now_ms() + timeout_ms;

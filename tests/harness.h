@@ -126,6 +126,9 @@ int harness_wait_pid(pid_t pid, int timeout_ms, int *status);
  * skipped. For a test's cleanup after a failure. */
 void harness_kill_all(const pid_t *pids, int n);
 
+/* Sends sig to each of pids[0..n); a 0 entry is skipped. */
+void harness_signal_all(const pid_t *pids, int n, int sig);
+
 /* Waits for children pids[0..n), at most timeout_ms in all, each entry
  * set to 0 once reaped; those still running at the deadline are killed.
  * Returns how many did not exit 0 (and says so with diag, naming what). */
