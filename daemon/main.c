@@ -9,6 +9,7 @@
  * SIGUSR1 logs the scheduler's counters. */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -271,6 +272,27 @@ static void main_goroutine(void *arg)
 	journal_close(); /* after the tasks' ends: they are on disk too */
 }
 
+/* Lets the workers' malloc arenas give their free top back. A per-thread
+ * arena returns the free memory at its top only from free(), when the
+ * chunk freed reaches the top and the top is past the trim threshold:
+ * malloc_trim() trims the main arena's top alone (it only madvises the
+ * free chunks inside the others). Two glibc defaults defeat that:
+ *   - the trim threshold rises on its own to twice the largest mmap'd
+ *     block freed so far (a big reply, a table that grew): after one
+ *     512 KiB reply, up to 1 MiB of free top per arena stays resident.
+ *     Pinned at its default, 128 KiB (blocks of 128 KiB and more then
+ *     stay mmap'd, given back when freed);
+ *   - small chunks freed go to fastbins, and malloc_trim() merges them
+ *     into the top without trimming it: 1.2 MB after the soak test's
+ *     prune. Without fastbins a free merges at once, and trims.
+ * Small frees are served by glibc's per-thread cache first, so the
+ * fastbins' speed is seldom missed. */
+static void malloc_setup(void)
+{
+	mallopt(M_TRIM_THRESHOLD, 128 * 1024);
+	mallopt(M_MXFAST, 0);
+}
+
 int main(int argc, char **argv)
 {
 	struct config cf = { 0 };
@@ -280,6 +302,7 @@ int main(int argc, char **argv)
 	sigset_t mask;
 	int sfd = -1, lfd, r, rc = 1;
 
+	malloc_setup();
 	/* Tasks get their pipes as fds 0-2: those must not be free here, or
 	 * a pipe would land on one of them. */
 	for (int fd; (fd = open("/dev/null", O_RDWR | O_CLOEXEC)) >= 0;) {

@@ -18,9 +18,16 @@
  * instruction; the runtime then aborts rather than run on corrupt memory.
  *
  * Pools. Each worker caches up to 32 free stacks (no lock); beyond that they
- * go to a global pool under stack_lock. stack_scavenge() (from sysmon)
- * returns the pages of stacks that stayed unused in the global pool, so a
- * burst of a million goroutines does not keep its memory forever.
+ * go to a global pool under stack_lock. stack_scavenge() (from sysmon, about
+ * once a second) returns the pages of the pool's stacks that no goroutine
+ * took since its last call, like Go's scavenger returns what stayed unused:
+ * a burst of a million goroutines does not keep its memory forever, and a
+ * gorod gone quiet keeps no more than its workers' caches. The pool is a
+ * stack (the most recently freed on top), so the stacks nobody took are
+ * the ones below the pool's low-water mark since the last call; a steady
+ * load keeps the stacks it uses warm. (An earlier rule kept the newest 256
+ * free stacks dirty for ever: up to 256 x the pages a goroutine touched,
+ * ~1.5 MB in the soak test, held by a gorod that had been idle for hours.)
  *
  * Valgrind. In a build with -Dvalgrind=true (GORO_VALGRIND), memcheck is
  * told what a stack's bytes mean, so it reports a goroutine that reads a
@@ -48,7 +55,6 @@
 #define STACKS_PER_ARENA 256
 #define STACK_GUARD 256
 #define STACK_CACHE_MAX 32
-#define STACK_KEEP_DIRTY 256 /* global free stacks kept with their pages */
 
 struct arena {
 	struct arena *next;
@@ -62,6 +68,7 @@ static struct arena *arenas;      /* stack_lock */
 static char *carve_next, *carve_end; /* stack_lock */
 static char **pool;                /* free stacks (stack_lock) */
 static size_t npool, pool_cap, nclean; /* pool[0..nclean) were scavenged */
+static size_t pool_low;            /* the least npool since the last scavenge */
 static _Atomic uint64_t nstacks;
 
 int stack_init(size_t size)
@@ -132,6 +139,8 @@ static int stack_refill(struct p *p)
 		p->stackcache[p->nstackcache++] = pool[--npool];
 		if (nclean > npool)
 			nclean = npool;
+		if (pool_low > npool)
+			pool_low = npool;
 	}
 	while (p->nstackcache < want) {
 		if (carve_next == carve_end && arena_new() < 0)
@@ -179,15 +188,17 @@ void stack_put(struct p *p, char *lo)
 	pthread_mutex_unlock(&stack_lock);
 }
 
-/* Gives the pages of long-unused free stacks back to the OS. The pool is a
- * stack: the bottom entries are the coldest. Called by sysmon. */
+/* Gives back to the OS the pages of the free stacks that no goroutine took
+ * since the last call: pool[nclean..pool_low), the part of the pool that
+ * stayed below its low-water mark (see the top of this file). Called by
+ * sysmon about once a second; a scavenged stack is taken like any other
+ * (its pages fault in again, zeroed, as its next goroutine touches them). */
 void stack_scavenge(void)
 {
 	pthread_mutex_lock(&stack_lock);
-	while (npool > STACK_KEEP_DIRTY && nclean < npool - STACK_KEEP_DIRTY) {
+	for (; nclean < pool_low; nclean++)
 		madvise(pool[nclean], stack_size, MADV_DONTNEED);
-		nclean++;
-	}
+	pool_low = npool;
 	pthread_mutex_unlock(&stack_lock);
 }
 
@@ -235,7 +246,7 @@ void stack_release_all(void)
 	}
 	free(pool);
 	pool = NULL;
-	npool = pool_cap = nclean = 0;
+	npool = pool_cap = nclean = pool_low = 0;
 	carve_next = carve_end = NULL;
 	atomic_store(&nstacks, 0);
 	pthread_mutex_unlock(&stack_lock);
