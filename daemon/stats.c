@@ -41,18 +41,20 @@ static void pack_sessions(msgpack_packer *pk)
 	}
 }
 
-/* tasks: {spawned, live, queued, running, kept, ended: {state: n}, left_behind_reaped} */
+/* tasks: {spawned, live, queued, running, paused, kept, ended: {state: n},
+ * left_behind_reaped} */
 static void pack_tasks(msgpack_packer *pk)
 {
 	struct task_counts c;
 
 	task_counts(&c);
 	proto_pack_str(pk, "tasks");
-	msgpack_pack_map(pk, 7);
+	msgpack_pack_map(pk, 8);
 	proto_pack_kv_u64(pk, "spawned", c.spawned);
 	proto_pack_kv_u64(pk, "live", c.live);
 	proto_pack_kv_u64(pk, "queued", c.queued);
 	proto_pack_kv_u64(pk, "running", c.running);
+	proto_pack_kv_u64(pk, "paused", c.paused);
 	proto_pack_kv_u64(pk, "kept", c.kept);
 	proto_pack_str(pk, "ended");
 	msgpack_pack_map(pk, TS_COUNT - TS_EXITED);

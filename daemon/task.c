@@ -88,6 +88,19 @@ static uint64_t task_ids;
 static struct task **ids;        /* hash by id, chained through hnext */
 static size_t nids_buckets, nids;
 static struct task *live_head, *live_tail, *fin_head, *fin_tail;
+/* The live tasks in each state, kept as they change (task_set_state), so
+ * that stats, the status line and metrics do not walk a million tasks
+ * (names_lock). */
+static uint64_t nlive_in[TS_COUNT];
+
+static void task_set_state(struct task *t, enum task_state st)
+{
+	if (t->live) {
+		nlive_in[t->state]--;
+		nlive_in[st]++;
+	}
+	t->state = st;
+}
 static uint64_t nlive, nfin, nspawned, fin_output;
 static uint64_t ended_by_state[TS_COUNT];
 
@@ -430,7 +443,7 @@ static void task_ended(struct task *t)
 	if (!started)
 		t->started_ms = 0;
 	if (t->leaked)
-		t->state = TS_LEAKED;
+		task_set_state(t, TS_LEAKED);
 	ended_by_state[t->state]++;
 	leak_changed();
 	queued_drop(t);
@@ -484,6 +497,8 @@ static void task_ended(struct task *t)
 	}
 	list_remove(&live_head, &live_tail, t);
 	nlive--;
+	nlive_in[t->state]--;
+	t->live = false;
 	quota_task_ended(t);
 	list_append(&fin_head, &fin_tail, t);
 	nfin++;
@@ -698,10 +713,10 @@ static void fail(struct task *t, int err, const char *fmt, ...)
 	va_end(ap);
 	rt_mutex_lock_nocancel(&names_lock);
 	if (t->killed) { /* a kill was accepted first: that is its outcome */
-		t->state = TS_KILLED;
+		task_set_state(t, TS_KILLED);
 		free(msg);
 	} else {
-		t->state = TS_FAILED;
+		task_set_state(t, TS_FAILED);
 		t->err = err;
 		free(t->errmsg);
 		t->errmsg = msg;
@@ -801,9 +816,9 @@ static void run_exec(struct task *t)
 			t->sig = WTERMSIG(st);
 		else
 			t->code = WEXITSTATUS(st);
-		t->state = t->timed_out ? TS_TIMEOUT
-			 : t->killed ? TS_KILLED
-			 : WIFSIGNALED(st) ? TS_SIGNALED : TS_EXITED;
+		task_set_state(t, t->timed_out ? TS_TIMEOUT
+				  : t->killed ? TS_KILLED
+				  : WIFSIGNALED(st) ? TS_SIGNALED : TS_EXITED);
 		rt_mutex_unlock(&names_lock);
 	}
 out:
@@ -937,16 +952,16 @@ static void run_func(struct task *t)
 	if (watchdog.g && !t->timed_out)
 		rt_cancel(watchdog);
 	if (t->timed_out) {
-		t->state = TS_TIMEOUT;
+		task_set_state(t, TS_TIMEOUT);
 	} else if (t->cancelled) {
-		t->state = TS_KILLED;
+		task_set_state(t, TS_KILLED);
 	} else if (rc < 0) {
-		t->state = TS_FAILED;
+		task_set_state(t, TS_FAILED);
 		t->err = rc;
 		if (!t->errmsg && (t->errmsg = malloc(128)))
 			snprintf(t->errmsg, 128, "%s failed: %s", t->fn->name, proto_strerror(rc));
 	} else {
-		t->state = TS_EXITED;
+		task_set_state(t, TS_EXITED);
 		t->code = 0;
 	}
 	rt_mutex_unlock(&names_lock);
@@ -1382,11 +1397,11 @@ static void sleep_end(void *arg)
 
 	rt_mutex_lock_nocancel(&names_lock);
 	if (t->cancelled)
-		t->state = t->timed_out ? TS_TIMEOUT : TS_KILLED;
+		task_set_state(t, t->timed_out ? TS_TIMEOUT : TS_KILLED);
 	else if (rt_now() < t->sleep_until)
-		t->state = TS_TIMEOUT; /* its timeout came first */
+		task_set_state(t, TS_TIMEOUT); /* its timeout came first */
 	else
-		t->state = TS_EXITED;
+		task_set_state(t, TS_EXITED);
 	task_finish(t);
 }
 
@@ -1465,12 +1480,12 @@ static void task_main(void *arg)
 	if (rc == 0 && (t->semreq && t->semreq->nw.result < 0))
 		rc = t->semreq->nw.result;
 	if (rc < 0 || t->killed) {
-		t->state = t->killed || rc == -ECANCELED ? TS_KILLED : TS_FAILED;
+		task_set_state(t, t->killed || rc == -ECANCELED ? TS_KILLED : TS_FAILED);
 		t->err = t->state == TS_FAILED ? rc : 0;
 		task_finish(t);
 		return;
 	}
-	t->state = TS_RUNNING;
+	task_set_state(t, TS_RUNNING);
 	queued_drop(t);
 	leak_changed();
 	t->started_ns = rt_now();
@@ -1631,6 +1646,8 @@ int task_spawn(struct session *s, struct spawn_req *sr, uint64_t *id, const char
 	rt_wg_add(&tasks_wg, 1);
 	list_append(&live_head, &live_tail, t);
 	nlive++;
+	nlive_in[t->state]++;
+	t->live = true;
 	nspawned++;
 	quota_task_charge(t, s);
 	t->refs = 1; /* the goroutine's */
@@ -1657,7 +1674,7 @@ int task_spawn(struct session *s, struct spawn_req *sr, uint64_t *id, const char
 	if (rc == 0)
 		rc = rt_go(task_main, t, &t->g);
 	if (rc < 0) { /* ended before it began: the goroutine's part, done here */
-		t->state = TS_FAILED;
+		task_set_state(t, TS_FAILED);
 		t->err = rc;
 		task_finish(t);
 		return 0;
@@ -1703,7 +1720,7 @@ int task_pause(struct task *t, bool pause)
 	if (pause == (t->state == TS_PAUSED))
 		return 0;
 	signal_group(t, pause ? SIGSTOP : SIGCONT);
-	t->state = pause ? TS_PAUSED : TS_RUNNING;
+	task_set_state(t, pause ? TS_PAUSED : TS_RUNNING);
 	return 0;
 }
 
@@ -1845,10 +1862,11 @@ void task_counts(struct task_counts *c)
 	c->spawned = nspawned;
 	c->live = nlive;
 	c->kept = nfin;
-	for (struct task *t = live_head; t; t = t->next)
-		c->by_state[t->state]++;
+	for (int i = 0; i < TS_EXITED; i++)
+		c->by_state[i] = nlive_in[i];
 	c->queued = c->by_state[TS_QUEUED];
-	c->running = c->by_state[TS_RUNNING] + c->by_state[TS_PAUSED];
+	c->running = c->by_state[TS_RUNNING];
+	c->paused = c->by_state[TS_PAUSED];
 	for (int i = TS_EXITED; i < TS_COUNT; i++)
 		c->by_state[i] = ended_by_state[i];
 }

@@ -186,7 +186,8 @@ int func_value_depth(const struct goro_value *v);
 
 struct task {
 	uint64_t id;
-	enum task_state state;
+	enum task_state state;  /* task.c sets it with task_set_state() */
+	bool live;              /* in the live list, counted by state */
 	bool func;
 	uid_t uid;
 	gid_t gid;
@@ -357,7 +358,7 @@ void task_pack_ps(msgpack_packer *pk, bool all, uint64_t after, size_t limit);
 
 /* Counts for stats (names_lock held). */
 struct task_counts {
-	uint64_t spawned, live, queued, running, kept;
+	uint64_t spawned, live, queued, running, paused, kept;
 	uint64_t by_state[TS_COUNT];
 };
 void task_counts(struct task_counts *c);

@@ -177,6 +177,17 @@ static bool proc_state_becomes(pid_t pid, const char *states)
 }
 
 /* Whether task id's ps entry says "state":"<state>". */
+/* stats' counter `key` is `want` (the live tasks by state are counted as
+ * they change, not by walking them). */
+static void stat_is(const char *key, long long want, const char *what)
+{
+	long long v = -1;
+
+	if (harness_stat(c, key, &v) < 0)
+		diag("stats %s: not there", key);
+	is(v, want, "%s (%s)", what, key);
+}
+
 static bool ps_state_is(uint64_t id, const char *state)
 {
 	char entry[4096], got[32] = "";
@@ -556,9 +567,13 @@ static void test_kill_pause(void)
 		diag("ps: %s", entry);
 	is(goro_pause(c, id), 0, "pause: goro_pause");
 	ok(ps_state_is(id, "paused"), "pause: ps says paused");
+	stat_is("tasks.paused", 1, "pause: stats counts it paused");
+	stat_is("tasks.running", 0, "pause: and not running");
 	ok(pid > 1 && proc_state_becomes(pid, "T"), "pause: the process is stopped");
 	is(goro_resume(c, id), 0, "resume: goro_resume");
 	ok(ps_state_is(id, "running"), "resume: ps says running");
+	stat_is("tasks.running", 1, "resume: stats counts it running");
+	stat_is("tasks.paused", 0, "resume: and not paused");
 	ok(pid > 1 && proc_state_becomes(pid, "SR"), "resume: the process goes on");
 	is(CTL(out, "pause", ids), 0, "pause: goroctl pause ID");
 	ok(pid > 1 && proc_state_becomes(pid, "T"), "pause: goroctl paused it");
@@ -591,6 +606,7 @@ static void test_kill_pause(void)
 	is(goro_mutex_lock(c, "kill.gate", GORO_WRITE, WAIT_MS, 0, NULL), 0, "kill queued: gate");
 	id = spawn_ok(&sp, "kill queued");
 	ok(ps_state_is(id, "queued"), "kill queued: queued behind the gate");
+	stat_is("tasks.queued", 1, "kill queued: stats counts it queued");
 	is(goro_kill(c, id, 0), 0, "kill queued: kill");
 	wait_ok(id, &o, "kill queued");
 	is(o.state, GORO_TASK_KILLED, "kill queued: state killed");
