@@ -45,7 +45,8 @@ static void status_line(char *buf, size_t len)
 	rt_mutex_unlock(&names_lock);
 	snprintf(buf, len, "serving %s: %llu goroutines, %llu tasks running, %llu queued, "
 		 "%zu leak%s, GOMAXPROCS=%d", serving,
-		 st ? (unsigned long long)st->live : 0ULL, (unsigned long long)tc.running,
+		 st ? (unsigned long long)st->live : 0ULL,
+		 (unsigned long long)(tc.running + tc.paused), /* a paused one runs still */
 		 (unsigned long long)tc.queued, leaks, leaks == 1 ? "" : "s", rt_maxprocs(0));
 	free(st);
 }

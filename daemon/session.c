@@ -241,14 +241,15 @@ static void read_loop(struct session *s)
 				in = nin;
 				cap = ncap;
 			}
-			/* A short read proves the socket empty, so the batch
-			 * is answered and the reader waits without a read
-			 * that says EAGAIN: one system call fewer per
-			 * request. Unless the peer has shut down: its last
-			 * bytes and its end of file may have come as one
-			 * edge, so read on to the end (rt_pollfd_hup). */
-			if ((size_t)n == room || rt_pollfd_hup(s->pfd))
-				continue;
+			/* Read again, until EAGAIN: a short read does not
+			 * prove the socket empty for edge-triggered waiting.
+			 * The peer's last bytes and its close can come as one
+			 * edge, and waiting now would never see the end of
+			 * file. EPOLLRDHUP would say so for a shutdown, but a
+			 * close that leaves our replies unread is an error
+			 * (ECONNRESET), which libevent reports as plain
+			 * readiness: nothing short of this read tells. */
+			continue;
 		} else if (n == 0) {
 			break;
 		} else if (errno == EINTR) {

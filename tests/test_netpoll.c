@@ -9,8 +9,8 @@
  * child exit: rt_pidfd_open + rt_wait_pidfd on a child that waits on a pipe
  * (timeout and cancel while it runs, 0 once it exited, then waitpid without
  * blocking gives status 7). Registered fds: a peer's last bytes and its
- * shutdown in one edge are seen (rt_pollfd_hup), so a reader that waits
- * after a short read never misses the end of file; and deadlines racing
+ * end in one edge (shutdown, or a close with bytes unread), a writer parked
+ * on a full socket; and deadlines racing
  * with readiness never report a timeout before the deadline (a stale
  * expiry of the timer heap claiming a later park would). Ends by checking
  * that no goroutine leaked. */
@@ -324,10 +324,10 @@ static void test_child_exit(void)
 
 /* ---- registered fds: the end of file, deadlines against readiness ------ */
 
-/* Reads like gorod's sessions: waits after a short read unless the peer
- * has shut down. Returns the bytes read before the end of file, or -1 if
- * it is not seen within 10 s. */
-static long read_to_eof(struct rt_pollfd *pfd, int fd, bool *hup_after_short)
+/* Reads like gorod's sessions: until EAGAIN, then waits. Returns the
+ * bytes read before the end of file (or the connection's reset), or -1 if
+ * neither is seen within 10 s. */
+static long read_to_eof(struct rt_pollfd *pfd, int fd, bool *reset)
 {
 	int64_t deadline = rt_deadline_ms(10000);
 	long total = 0;
@@ -339,13 +339,13 @@ static long read_to_eof(struct rt_pollfd *pfd, int fd, bool *hup_after_short)
 			return total;
 		if (n > 0) {
 			total += n;
-			*hup_after_short = rt_pollfd_hup(pfd);
-			if ((size_t)n == sizeof buf || rt_pollfd_hup(pfd))
-				continue;
-		} else if (errno != EAGAIN) {
-			return -1;
+			continue;
 		}
-		if (rt_pollfd_wait(pfd, RT_READ, deadline) < 0)
+		if (errno == ECONNRESET) {
+			*reset = true;
+			return total;
+		}
+		if (errno != EAGAIN || rt_pollfd_wait(pfd, RT_READ, deadline) < 0)
 			return -1;
 	}
 }
@@ -354,15 +354,44 @@ struct eof_reader {
 	int fd;
 	struct rt_pollfd *pfd;
 	long got;
-	bool hup;
+	bool reset;
 };
 
 static void eof_reader(void *arg)
 {
 	struct eof_reader *r = arg;
 
-	r->got = read_to_eof(r->pfd, r->fd, &r->hup);
+	r->got = read_to_eof(r->pfd, r->fd, &r->reset);
 	rt_wg_done(&kids);
+}
+
+/* The peer's last bytes and its end in one edge, in the two ways a socket
+ * can end: a shutdown (EPOLLRDHUP) and a close that leaves our bytes
+ * unread (ECONNRESET, which libevent reports as plain readiness). A
+ * reader that waited after a short read would hang in both. */
+static void check_one_edge(bool reset, const char *what)
+{
+	struct eof_reader r = { 0 };
+	int fd[2];
+
+	make_pair(fd, false);
+	is(write(fd[1], "abc", 3), 3, "%s: the peer writes 3 bytes", what);
+	if (reset) {
+		is(write(fd[0], "unread", 6), 6, "%s: and is sent bytes it will not read", what);
+		close(fd[1]);
+		fd[1] = -1;
+	} else {
+		is(shutdown(fd[1], SHUT_WR), 0, "%s: and shuts down its writing", what);
+	}
+	is(rt_pollfd_open(fd[0], &r.pfd), 0, "%s: rt_pollfd_open", what);
+	r.fd = fd[0];
+	ok(rt_pollfd_wait(r.pfd, RT_READ, rt_deadline_ms(10000)) & RT_READ, "%s: readable", what);
+	is(read_to_eof(r.pfd, r.fd, &r.reset), 3, "%s: the 3 bytes, then the end", what);
+	is(r.reset, reset, "%s: %s", what, reset ? "ECONNRESET" : "end of file");
+	rt_pollfd_close(r.pfd);
+	close(fd[0]);
+	if (fd[1] >= 0)
+		close(fd[1]);
 }
 
 static void test_pollfd_eof(void)
@@ -371,28 +400,16 @@ static void test_pollfd_eof(void)
 	struct rt_gref ref;
 	int fd[2];
 
-	/* The bytes and the shutdown before registering: one edge for both. */
-	make_pair(fd, false);
-	is(write(fd[1], "abc", 3), 3, "one edge: the peer writes 3 bytes");
-	is(shutdown(fd[1], SHUT_WR), 0, "and shuts down its writing");
-	is(rt_pollfd_open(fd[0], &r.pfd), 0, "rt_pollfd_open");
-	r.fd = fd[0];
-	ok(rt_pollfd_wait(r.pfd, RT_READ, rt_deadline_ms(10000)) & RT_READ,
-	   "one edge: readable");
-	ok(rt_pollfd_hup(r.pfd), "one edge: rt_pollfd_hup says the peer shut down");
-	is(read_to_eof(r.pfd, r.fd, &r.hup), 3, "one edge: the 3 bytes, then the end of file");
-	rt_pollfd_close(r.pfd);
-	close_pair(fd);
+	check_one_edge(false, "one edge, shutdown");
+	check_one_edge(true, "one edge, close with bytes unread");
 
-	/* The bytes first, read short; the shutdown later: an edge of its own. */
+	/* The bytes first; the shutdown later: an edge of its own. */
 	make_pair(fd, false);
 	r = (struct eof_reader){ .fd = fd[0] };
 	is(rt_pollfd_open(fd[0], &r.pfd), 0, "rt_pollfd_open");
-	ok(!rt_pollfd_hup(r.pfd), "two edges: no shutdown seen yet");
 	is(write(fd[1], "ab", 2), 2, "two edges: the peer writes 2 bytes");
 	ref = go(eof_reader, &r);
-	ok(wait_parked(ref), "two edges: the reader read them short and waits");
-	ok(!rt_pollfd_hup(r.pfd), "two edges: still no shutdown");
+	ok(wait_parked(ref), "two edges: the reader read them and waits");
 	is(shutdown(fd[1], SHUT_WR), 0, "two edges: the peer shuts down");
 	join_kids("two edges");
 	is(r.got, 2, "two edges: the reader saw 2 bytes and the end of file");

@@ -15,6 +15,7 @@ usage: test_protocol.py BUILD_DIR SOURCE_DIR
 import os
 import re
 import shutil
+import select
 import signal
 import socket
 import struct
@@ -337,6 +338,36 @@ print("sent", flush=True); time.sleep(3600)
     d.close()
 
 
+def test_close_unread(g):
+    """A client that closes with a reply unread and a request waiting: the
+    close is a reset (ECONNRESET) that can come in the same edge as its last
+    request, so gorod's reader must read on to see it. Each session must
+    end, and its waiting request with it."""
+    holder = Client(g.path)
+    is_(holder.call("mutex.lock", "cu")[0], None, "close unread: a holder takes the lock")
+    base = holder.call("stats")[1]["sessions_count"]
+    n, unread = 20, 0
+    for _ in range(n):
+        c = Client(g.path)
+        c.send("hello")
+        r, _, _ = select.select([c.s], [], [], TIMEOUT)  # the reply is there, unread
+        unread += bool(r)
+        c.send("mutex.lock", "cu")  # waits behind the holder
+        c.close()
+    is_(unread, n, "close unread: each client left a reply unread")
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        st = holder.call("stats")[1]
+        if (st["sessions_count"] == base and st["primitives"]["waiters"] == 0) or \
+                time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    is_((st["sessions_count"] - base, st["primitives"]["waiters"]), (0, 0),
+        "close unread: every such session ended, its waiting lock request with it")
+    is_(holder.call("mutex.unlock", "cu"), (None, {}), "close unread: the holder unlocks")
+    holder.close()
+
+
 def test_semaphores(g):
     a, b = Client(g.path), Client(g.path)
     is_(a.call("sem.acquire", "s", {"capacity": 3, "n": 2})[0], None, "take 2 of 3")
@@ -490,6 +521,7 @@ def main():
         test_waitgroups(g)
         test_mutexes(g)
         test_owner_death(g)
+        test_close_unread(g)
         test_semaphores(g)
         test_bad_params(g)
         test_bad_input(g)

@@ -81,7 +81,7 @@ struct g {
 	int wake_result;            /* written by the claimer before rt_ready */
 	atomic_int ev_what;         /* netpoll: what woke it (first event wins) */
 	bool ev_armed;              /* owner only: netpoll_arm succeeded for this park */
-	bool ev_fd;                 /* owner only: g->ev is added for this park */
+	bool ev_added;              /* owner only: g->ev is added for this park */
 	int64_t deadline;           /* of this park (netpoll.c's timer heap) */
 	unsigned theap_i;           /* 1 + its index in the timer heap, 0 if not in it */
 	struct event *ev;           /* its libevent event, lazily allocated (netpoll.c) */

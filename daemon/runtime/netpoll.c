@@ -35,9 +35,9 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdint.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
@@ -99,8 +99,11 @@ int netpoll_init(void)
 	if (!break_ev || event_add(break_ev, NULL) < 0)
 		goto fail;
 	timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	if (timer_fd < 0)
-		goto fail;
+	if (timer_fd < 0) {
+		int e = -errno;
+		netpoll_shutdown();
+		return e;
+	}
 	timer_ev = event_new(base, timer_fd, EV_READ | EV_PERSIST, timer_cb, NULL);
 	if (!timer_ev || event_add(timer_ev, NULL) < 0)
 		goto fail;
@@ -320,16 +323,19 @@ static void timer_del(struct g *g)
 }
 
 /* The timerfd expired: claims every goroutine whose deadline has come, in
- * deadline order, and sets the timerfd for the next. The claims happen
+ * deadline order, and sets the timerfd for the next. Each claim happens
  * under theap_lock, which a park's disarm takes: none reaches a goroutine
- * that has moved on to another park. */
+ * that has moved on to another park. (The lock is let go between batches;
+ * a deadline armed meanwhile that is due already is claimed in the same
+ * pass, one that is not sets the timerfd itself.) */
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	uint64_t expirations;
 	int64_t now;
+	unsigned claimed = 0;
 
-	while (read(fd, &expirations, sizeof expirations) > 0)
-		;
+	if (read(fd, &expirations, sizeof expirations) < 0 && errno != EAGAIN)
+		rt_throw("timerfd read: %s", strerror(errno));
 	rt_spin_lock(&theap_lock);
 	timer_set = INT64_MAX;
 	now = rt_now();
@@ -337,6 +343,12 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 		struct g *g = theap[0];
 		theap_remove(g);
 		g_fire(g, EV_TIMEOUT);
+		/* A crowd of deadlines due at once is claimed in batches:
+		 * parkers arming a deadline spin on this lock meanwhile. */
+		if (++claimed % 256 == 0) {
+			rt_spin_unlock(&theap_lock);
+			rt_spin_lock(&theap_lock);
+		}
 	}
 	if (theap_len > 0)
 		timer_program(theap[0]->deadline);
@@ -347,7 +359,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
  * (none when fd < 0) and its deadline. 0 or -errno. */
 int netpoll_arm(struct g *g, int fd, short events, int64_t deadline)
 {
-	g->ev_fd = false;
+	g->ev_added = false;
 	g->deadline = RT_FOREVER;
 	if (fd >= 0) {
 		if (!g->ev) {
@@ -359,12 +371,12 @@ int netpoll_arm(struct g *g, int fd, short events, int64_t deadline)
 			return -EINVAL;
 		if (event_add(g->ev, NULL) < 0)
 			return -EBADF;
-		g->ev_fd = true;
+		g->ev_added = true;
 	}
 	if (deadline != RT_FOREVER && timer_add(g, deadline) < 0) {
-		if (g->ev_fd)
+		if (g->ev_added)
 			event_del(g->ev);
-		g->ev_fd = false;
+		g->ev_added = false;
 		g->deadline = RT_FOREVER;
 		return -ENOMEM;
 	}
@@ -381,9 +393,9 @@ int netpoll_arm(struct g *g, int fd, short events, int64_t deadline)
 
 void netpoll_disarm(struct g *g)
 {
-	if (g->ev_fd)
+	if (g->ev_added)
 		event_del(g->ev);
-	g->ev_fd = false;
+	g->ev_added = false;
 	/* Under the lock even if the expiry took it out already: an expiry
 	 * claiming g right now must be over before g parks again. */
 	if (g->deadline != RT_FOREVER)
@@ -446,12 +458,11 @@ int rt_wait_fd(int fd, short events, int64_t deadline)
 
 struct rt_pollfd {
 	int fd;
-	struct event *ev;    /* reading and the peer's shutdown, always added */
+	struct event *ev;    /* reading: always added */
 	struct event *wev;   /* writing: added only while a writer waits */
 	rt_spin lock;
 	short ready;         /* events seen while nobody waited (lock) */
 	struct g *rg, *wg;   /* the goroutines waiting to read / write (lock) */
-	atomic_bool hup;     /* the peer has shut down its writing (EPOLLRDHUP) */
 };
 
 /* Wakes the goroutine waiting for `bit`, or remembers the event. Called
@@ -470,10 +481,8 @@ static void pfd_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct rt_pollfd *pfd = arg;
 
-	if (what & EV_CLOSED)
-		atomic_store(&pfd->hup, true); /* before the reader is woken */
 	rt_spin_lock(&pfd->lock);
-	if (what & (EV_READ | EV_CLOSED))
+	if (what & EV_READ)
 		pfd_fire(pfd, &pfd->rg, RT_READ);
 	if (what & EV_WRITE)
 		pfd_fire(pfd, &pfd->wg, RT_WRITE);
@@ -495,7 +504,7 @@ int rt_pollfd_open(int fd, struct rt_pollfd **out)
 	 * again, which on a request-reply connection is a second wakeup of
 	 * gorod per request (a whole one when the poller sleeps on another
 	 * CPU). A writer registers it when the socket is full (below). */
-	pfd->ev = event_new(base, fd, EV_READ | EV_CLOSED | EV_PERSIST | EV_ET, pfd_cb, pfd);
+	pfd->ev = event_new(base, fd, EV_READ | EV_PERSIST | EV_ET, pfd_cb, pfd);
 	pfd->wev = event_new(base, fd, EV_WRITE | EV_PERSIST | EV_ET, pfd_cb, pfd);
 	if (!pfd->ev || !pfd->wev) {
 		if (pfd->ev)
@@ -526,14 +535,20 @@ void rt_pollfd_close(struct rt_pollfd *pfd)
 	free(pfd);
 }
 
-/* With edge-triggered waits, a read that returned less than asked for
- * proves the fd empty, but for one case: the peer's last bytes and its
- * shutdown arriving as one edge. That edge comes with EPOLLRDHUP, so until
- * this says true a reader may wait after a short read (and save the read
- * that would say EAGAIN); after, it reads until the end of file. */
-bool rt_pollfd_hup(struct rt_pollfd *pfd)
+/* A writer is done waiting: stops watching writability, unless another
+ * writer has started waiting meanwhile (its event_add found the event
+ * added already, and this event_del would leave it unwatched): then it is
+ * added again, and the kernel reports the socket's writability anew. */
+static void write_interest_drop(struct rt_pollfd *pfd)
 {
-	return atomic_load(&pfd->hup);
+	bool again;
+
+	event_del(pfd->wev); /* waits for its callback, if running */
+	rt_spin_lock(&pfd->lock);
+	again = pfd->wg != NULL;
+	rt_spin_unlock(&pfd->lock);
+	if (again)
+		event_add(pfd->wev, NULL);
 }
 
 /* pfd->lock held: g waits no more. */
@@ -586,7 +601,7 @@ int rt_pollfd_wait(struct rt_pollfd *pfd, short events, int64_t deadline)
 			pfd->ready &= (short)~r;
 			pollfd_unwait(pfd, g);
 			rt_spin_unlock(&pfd->lock);
-			event_del(pfd->wev);
+			write_interest_drop(pfd);
 			return added < 0 ? -EBADF : r;
 		}
 	}
@@ -608,7 +623,7 @@ int rt_pollfd_wait(struct rt_pollfd *pfd, short events, int64_t deadline)
 	pollfd_unwait(pfd, g);
 	rt_spin_unlock(&pfd->lock);
 	if (events & RT_WRITE)
-		event_del(pfd->wev); /* waits for its callback, if running */
+		write_interest_drop(pfd);
 	return rc;
 }
 

@@ -130,9 +130,9 @@ int rt_wait_fd(int fd, short events, int64_t deadline);
  * costs no system call of its own: the fd stays in epoll, edge-triggered,
  * and an event either wakes the goroutine waiting for it or is remembered
  * for the next wait. The rule that comes with edge triggering: wait only
- * after the fd said EAGAIN, or after a read came back short while
- * rt_pollfd_hup() says false. One goroutine may wait for reading and one
- * for writing at a time. */
+ * after the fd said EAGAIN (a short read does not prove it empty: the
+ * peer's last bytes and its close can come as one edge). One goroutine
+ * may wait for reading and one for writing at a time. */
 struct rt_pollfd;
 
 /* Registers fd (non-blocking); 0 or a negative code. */
@@ -142,11 +142,6 @@ int rt_pollfd_open(int fd, struct rt_pollfd **out);
  * or both). Returns the ready events (> 0), -ETIMEDOUT, -ECANCELED, or
  * -EBUSY when another goroutine already waits for the same direction. */
 int rt_pollfd_wait(struct rt_pollfd *pfd, short events, int64_t deadline);
-
-/* Whether the peer has shut down its writing (a socket's EPOLLRDHUP has
- * been seen). While false, a short read proves the fd empty; once true,
- * read until the end of file before waiting. */
-bool rt_pollfd_hup(struct rt_pollfd *pfd);
 
 /* Unregisters and frees (NULL is fine). No goroutine may be waiting on it.
  * Does not close the fd. */
