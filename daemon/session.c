@@ -39,6 +39,9 @@
  * (tests/test_quota.c, flood). The clock is read from the second message
  * of a turn on, so a turn of one request (the usual) never reads it. */
 #define READ_SLICE_NS (20 * 1000)
+/* After a short read, how long the reader waits before it reads once more
+ * to see whether the peer went away meanwhile (read_loop). */
+#define CHECK_NS (1000 * 1000 * 1000LL)
 
 /* A reader's turn: from a wakeup (or a yield) to the next. */
 struct turn {
@@ -226,6 +229,8 @@ static void read_loop(struct session *s)
 	for (;;) {
 		size_t room = cap - len;
 		ssize_t n = read(s->fd, in + len, room);
+		bool unsure = false; /* empty, unless it ended meanwhile */
+		int64_t deadline = RT_FOREVER;
 
 		if (n > 0) {
 			len += (size_t)n;
@@ -241,15 +246,9 @@ static void read_loop(struct session *s)
 				in = nin;
 				cap = ncap;
 			}
-			/* Read again, until EAGAIN: a short read does not
-			 * prove the socket empty for edge-triggered waiting.
-			 * The peer's last bytes and its close can come as one
-			 * edge, and waiting now would never see the end of
-			 * file. EPOLLRDHUP would say so for a shutdown, but a
-			 * close that leaves our replies unread is an error
-			 * (ECONNRESET), which libevent reports as plain
-			 * readiness: nothing short of this read tells. */
-			continue;
+			if ((size_t)n == room)
+				continue;
+			unsure = true;
 		} else if (n == 0) {
 			break;
 		} else if (errno == EINTR) {
@@ -269,7 +268,21 @@ static void read_loop(struct session *s)
 				cap = IN_START;
 			}
 		}
-		if (rt_pollfd_wait(s->pfd, RT_READ, RT_FOREVER) < 0)
+		/* A short read proves the socket empty unless the peer's
+		 * last bytes and its end came as one edge: then no edge will
+		 * come to say it ended. A shutdown would show (EPOLLRDHUP),
+		 * but a close that leaves replies unread is a reset, which
+		 * libevent reports as plain readiness. Reading until EAGAIN
+		 * costs a system call per request; instead, after a short
+		 * read the wait has a deadline, CHECK_NS: the read then says
+		 * EAGAIN (and the wait is forever) or shows the end. A dead
+		 * peer is noticed within CHECK_NS. The deadline is rarely
+		 * the earliest one (the leak monitor's is at most 250 ms
+		 * away), so arming it costs no system call. */
+		if (unsure)
+			deadline = rt_now() + CHECK_NS;
+		int rc = rt_pollfd_wait(s->pfd, RT_READ, deadline);
+		if (rc < 0 && rc != -ETIMEDOUT)
 			break;
 		turn = (struct turn){ 0 };
 	}
