@@ -118,23 +118,24 @@ fail:
 	return -ENOMEM;
 }
 
+/* Frees an fd's event, then closes the fd (either may be unset). */
+static void fd_event_close(struct event **ev, int *fd)
+{
+	if (*ev)
+		event_free(*ev);
+	*ev = NULL;
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
 void netpoll_shutdown(void)
 {
-	if (timer_ev)
-		event_free(timer_ev);
-	timer_ev = NULL;
-	if (timer_fd >= 0)
-		close(timer_fd);
-	timer_fd = -1;
+	fd_event_close(&timer_ev, &timer_fd);
 	free(theap);
 	theap = NULL;
 	theap_len = theap_cap = 0;
-	if (break_ev)
-		event_free(break_ev);
-	break_ev = NULL;
-	if (break_fd >= 0)
-		close(break_fd);
-	break_fd = -1;
+	fd_event_close(&break_ev, &break_fd);
 	if (base)
 		event_base_free(base);
 	base = NULL;
