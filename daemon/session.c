@@ -246,8 +246,8 @@ static void read_loop(struct session *s)
 				in = nin;
 				cap = ncap;
 			}
-			if ((size_t)n == room)
-				continue;
+			if ((size_t)n == room || rt_pollfd_hup(s->pfd))
+				continue; /* more, or the end of file, to read */
 			unsure = true;
 		} else if (n == 0) {
 			break;
@@ -270,15 +270,15 @@ static void read_loop(struct session *s)
 		}
 		/* A short read proves the socket empty unless the peer's
 		 * last bytes and its end came as one edge: then no edge will
-		 * come to say it ended. A shutdown would show (EPOLLRDHUP),
-		 * but a close that leaves replies unread is a reset, which
-		 * libevent reports as plain readiness. Reading until EAGAIN
-		 * costs a system call per request; instead, after a short
-		 * read the wait has a deadline, CHECK_NS: the read then says
-		 * EAGAIN (and the wait is forever) or shows the end. A dead
-		 * peer is noticed within CHECK_NS. The deadline is rarely
-		 * the earliest one (the leak monitor's is at most 250 ms
-		 * away), so arming it costs no system call. */
+		 * come to say it ended. A shutdown shows (rt_pollfd_hup, read
+		 * on above), but a close that leaves replies unread is a
+		 * reset, which libevent reports as plain readiness. Reading
+		 * until EAGAIN costs a system call per request; instead, after
+		 * a short read the wait has a deadline, CHECK_NS: the read
+		 * then says EAGAIN (and the wait is forever) or shows the
+		 * reset. Such a peer is noticed within CHECK_NS. The deadline
+		 * is rarely the earliest one (the leak monitor's is at most
+		 * 250 ms away), so arming it costs no system call. */
 		if (unsure)
 			deadline = rt_now() + CHECK_NS;
 		int rc = rt_pollfd_wait(s->pfd, RT_READ, deadline);

@@ -386,6 +386,8 @@ static void check_one_edge(bool reset, const char *what)
 	is(rt_pollfd_open(fd[0], &r.pfd), 0, "%s: rt_pollfd_open", what);
 	r.fd = fd[0];
 	ok(rt_pollfd_wait(r.pfd, RT_READ, rt_deadline_ms(10000)) & RT_READ, "%s: readable", what);
+	if (!reset)
+		ok(rt_pollfd_hup(r.pfd), "%s: rt_pollfd_hup says the peer shut down", what);
 	is(read_to_eof(r.pfd, r.fd, &r.reset), 3, "%s: the 3 bytes, then the end", what);
 	is(r.reset, reset, "%s: %s", what, reset ? "ECONNRESET" : "end of file");
 	rt_pollfd_close(r.pfd);
@@ -407,6 +409,7 @@ static void test_pollfd_eof(void)
 	make_pair(fd, false);
 	r = (struct eof_reader){ .fd = fd[0] };
 	is(rt_pollfd_open(fd[0], &r.pfd), 0, "rt_pollfd_open");
+	ok(!rt_pollfd_hup(r.pfd), "two edges: no shutdown seen yet");
 	is(write(fd[1], "ab", 2), 2, "two edges: the peer writes 2 bytes");
 	ref = go(eof_reader, &r);
 	ok(wait_parked(ref), "two edges: the reader read them and waits");
@@ -488,7 +491,7 @@ static void test_pollfd_write(void)
 	is(w.rc, 0, "write waits: every wait for room succeeded (%s)", w.rc ? ename(w.rc) : "0");
 	is(got, w.total, "write waits: the reader got all %ld bytes", w.total);
 	is(wrong, 0, "write waits: in order");
-	cmp_ok(w.waits, >, 1, "write waits: the writer waited for room (%ld times)", w.waits);
+	cmp_ok(w.waits, >=, 1, "write waits: the writer waited for room (%ld times)", w.waits);
 
 	/* Full again, and nobody reads: the deadline ends the wait. */
 	while (write(fd[0], buf, sizeof buf) > 0)

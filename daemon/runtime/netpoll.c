@@ -459,11 +459,12 @@ int rt_wait_fd(int fd, short events, int64_t deadline)
 
 struct rt_pollfd {
 	int fd;
-	struct event *ev;    /* reading: always added */
+	struct event *ev;    /* reading and the peer's shutdown: always added */
 	struct event *wev;   /* writing: added only while a writer waits */
 	rt_spin lock;
 	short ready;         /* events seen while nobody waited (lock) */
 	struct g *rg, *wg;   /* the goroutines waiting to read / write (lock) */
+	atomic_bool hup;     /* the peer has shut down its writing (EPOLLRDHUP) */
 };
 
 /* Wakes the goroutine waiting for `bit`, or remembers the event. Called
@@ -482,8 +483,10 @@ static void pfd_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct rt_pollfd *pfd = arg;
 
+	if (what & EV_CLOSED)
+		atomic_store(&pfd->hup, true); /* before the reader is woken */
 	rt_spin_lock(&pfd->lock);
-	if (what & EV_READ)
+	if (what & (EV_READ | EV_CLOSED))
 		pfd_fire(pfd, &pfd->rg, RT_READ);
 	if (what & EV_WRITE)
 		pfd_fire(pfd, &pfd->wg, RT_WRITE);
@@ -505,7 +508,7 @@ int rt_pollfd_open(int fd, struct rt_pollfd **out)
 	 * again, which on a request-reply connection is a second wakeup of
 	 * gorod per request (a whole one when the poller sleeps on another
 	 * CPU). A writer registers it when the socket is full (below). */
-	pfd->ev = event_new(base, fd, EV_READ | EV_PERSIST | EV_ET, pfd_cb, pfd);
+	pfd->ev = event_new(base, fd, EV_READ | EV_CLOSED | EV_PERSIST | EV_ET, pfd_cb, pfd);
 	pfd->wev = event_new(base, fd, EV_WRITE | EV_PERSIST | EV_ET, pfd_cb, pfd);
 	if (!pfd->ev || !pfd->wev) {
 		if (pfd->ev)
@@ -534,6 +537,11 @@ void rt_pollfd_close(struct rt_pollfd *pfd)
 	event_free(pfd->wev); /* deleted by its last writer */
 	rt_assert(!pfd->rg && !pfd->wg);
 	free(pfd);
+}
+
+bool rt_pollfd_hup(struct rt_pollfd *pfd)
+{
+	return atomic_load(&pfd->hup);
 }
 
 /* A writer is done waiting: stops watching writability, unless another

@@ -143,6 +143,13 @@ int rt_pollfd_open(int fd, struct rt_pollfd **out);
  * -EBUSY when another goroutine already waits for the same direction. */
 int rt_pollfd_wait(struct rt_pollfd *pfd, short events, int64_t deadline);
 
+/* Whether the peer has shut down its writing: a socket's EPOLLRDHUP was
+ * seen (libevent's EV_CLOSED). Its last bytes and the shutdown may have
+ * come as one edge, so once this says true, read until the end of file
+ * before waiting. (A reset, a close that left bytes unread, comes as an
+ * error, which libevent reports as plain readiness: this does not say.) */
+bool rt_pollfd_hup(struct rt_pollfd *pfd);
+
 /* Unregisters and frees (NULL is fine). No goroutine may be waiting on it.
  * Does not close the fd. */
 void rt_pollfd_close(struct rt_pollfd *pfd);
